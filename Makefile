@@ -1,0 +1,49 @@
+# Two entry points (see README): `make lab` and `make test`. Everything else is set-up they need.
+SHELL := /bin/bash
+PY := .venv/bin/python
+PORT ?= 8888
+# GPU machines take PyTorch's normal (CUDA) build; elsewhere the CPU build pinned here.
+TORCH ?= $(if $(shell command -v nvidia-smi),torch,torch==2.13.0)
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+APT_PACKAGES := chromium espeak-ng sox
+
+.PHONY: lab test test-python test-js setup system python js models clean
+
+lab: setup
+	$(PY) -m jupyter lab --ip=127.0.0.1 --port=$(PORT) --no-browser \
+		--ServerApp.root_dir=notebooks notebooks/01_live_dictation.ipynb
+
+test: setup test-js test-python
+
+test-js: js
+	npm test
+
+test-python: python models
+	$(PY) -m pytest
+
+setup: system python js models
+
+system:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+python: .venv/.installed
+.venv/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[asr,silero,notebooks,test]"
+	touch $@
+
+js: funasr_widget/static/widget.js
+funasr_widget/static/widget.js: package.json package-lock.json $(wildcard js/*.js js/*.mjs js/*.css)
+	npm ci --no-audit --no-fund
+	npm run build
+
+models: python
+	$(PY) -m funasr_widget.testing.fetch_vad models/fsmn-vad
+
+clean:
+	rm -rf .venv node_modules funasr_widget/static test-artifacts

@@ -1,0 +1,136 @@
+"""Audio helpers: streaming resampling, the capped session recording, WAV in/out."""
+
+from __future__ import annotations
+
+import math
+import threading
+import wave
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_RATE = 16_000
+
+
+def as_mono_float32(samples) -> np.ndarray:
+    """Accept a 1-D array or a (frames, channels) array; int16 is scaled to [-1, 1]."""
+    x = np.asarray(samples)
+    if x.dtype == np.int16:
+        x = x.astype(np.float32) / 32768.0
+    elif not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"audio must be float or int16 samples, got dtype {x.dtype}")
+    if x.ndim == 2:  # (frames, channels), or (channels, frames) for a short channel axis first
+        x = x.mean(axis=1) if x.shape[1] <= 8 else x.mean(axis=0)
+    if x.ndim != 1:
+        raise ValueError(f"audio must be 1-D (or frames x channels), got shape {np.shape(samples)}")
+    x = x.astype(np.float32, copy=False)
+    if not np.isfinite(x).all():
+        raise ValueError("audio contains NaN or infinite samples")
+    return x
+
+
+class StreamResampler:
+    """Resamples a stream to 16 kHz in pieces, with filter state kept between pieces."""
+
+    def __init__(self, rate: int):
+        if rate <= 0:
+            raise ValueError(f"sample rate must be positive, got {rate}")
+        self.rate = int(rate)
+        self._stream = None
+        if self.rate != SAMPLE_RATE:
+            import soxr
+
+            self._stream = soxr.ResampleStream(self.rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+
+    def __call__(self, samples: np.ndarray, final: bool = False) -> np.ndarray:
+        if self._stream is None:
+            return samples
+        return self._stream.resample_chunk(samples, last=final)
+
+
+def resample(samples: np.ndarray, rate: int) -> np.ndarray:
+    """Resample a whole signal to 16 kHz."""
+    return StreamResampler(rate)(as_mono_float32(samples), final=True)
+
+
+class Recording:
+    """The session's audio (float32, 16 kHz), kept up to `max_seconds`.
+
+    Audio past the cap is counted in `dropped_seconds`, not stored, so an
+    all-day session keeps its memory bounded. Thread-safe: the message handler
+    appends while the notebook reads.
+    """
+
+    def __init__(self, max_seconds: float = 3600.0):
+        self.max_samples = int(max_seconds * SAMPLE_RATE)
+        self._lock = threading.Lock()
+        self.clear()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._blocks: list[np.ndarray] = []
+            self._kept = 0
+            self._dropped = 0
+
+    def append(self, samples: np.ndarray) -> None:
+        with self._lock:
+            room = self.max_samples - self._kept
+            keep = samples[: max(room, 0)]
+            if len(keep):
+                self._blocks.append(np.array(keep, dtype=np.float32))
+                self._kept += len(keep)
+            self._dropped += len(samples) - len(keep)
+
+    @property
+    def samples(self) -> np.ndarray:
+        with self._lock:
+            if len(self._blocks) > 1:  # merge so later reads are one copy, not many
+                self._blocks = [np.concatenate(self._blocks)]
+            return self._blocks[0].copy() if self._blocks else np.zeros(0, np.float32)
+
+    @property
+    def seconds(self) -> float:
+        return self._kept / SAMPLE_RATE
+
+    @property
+    def dropped_seconds(self) -> float:
+        return self._dropped / SAMPLE_RATE
+
+
+def write_wav(path, samples: np.ndarray, rate: int = SAMPLE_RATE) -> Path:
+    """Write mono 16-bit PCM."""
+    path = Path(path)
+    pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2")
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(rate)
+        f.writeframes(pcm.tobytes())
+    return path
+
+
+def read_audio(path) -> tuple[np.ndarray, int]:
+    """Read an audio file as mono float32 plus its rate (soundfile when present, else WAV)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no audio file at {path}")
+    try:
+        import soundfile
+    except ImportError:
+        soundfile = None
+    if soundfile is not None:
+        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        return data.mean(axis=1), rate
+    with wave.open(str(path), "rb") as f:
+        if f.getsampwidth() != 2:
+            raise ValueError(f"{path}: only 16-bit PCM WAV is readable without the soundfile package")
+        data = np.frombuffer(f.readframes(f.getnframes()), "<i2").reshape(-1, f.getnchannels())
+        return as_mono_float32(data), f.getframerate()
+
+
+def level_db(samples: np.ndarray) -> float:
+    """RMS level in dBFS (-120 for digital silence)."""
+    if not len(samples):
+        return -120.0
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+    return max(20.0 * math.log10(rms), -120.0) if rms > 0 else -120.0
