@@ -1,0 +1,372 @@
+// The Transcriber front end: Record/Stop, level meter, device picker, model badge,
+// error box and transcript, wired to the widget's traits and custom messages.
+import { CaptureError, gatherEnv, listInputs, startCapture, watchEnv } from "./capture.js";
+
+const ERROR_WAIT_MS = 1000;  // how long the kernel gets to turn an error into the `error` trait
+
+// Shown only when the kernel does not answer an error in time (busy or dead); the real
+// hints live in Python (diagnose.py).
+const FALLBACK = {
+  "insecure-context": ["This page is not a secure context, so the browser hides the microphone.",
+    "Open Jupyter at https://… or http://localhost (for a remote server, use an SSH tunnel)."],
+  "no-media-devices": ["This browser exposes no microphone API (navigator.mediaDevices is missing).",
+    "Use a current Chrome, Edge, Firefox or Safari on https://… or http://localhost."],
+  "permission-denied": ["Microphone access was denied.",
+    "Allow the microphone for this site (icon in the address bar), then press Record again."],
+  "no-device": ["No microphone was found.", "Connect a microphone, or pick another input device."],
+  "device-busy": ["The microphone could not be opened.",
+    "Close other applications using it and check the system's privacy settings."],
+  "overconstrained": ["The chosen input device is not available.", "Pick another device, or the default one."],
+  "context-suspended": ["The browser kept audio processing suspended.",
+    "Click Record again; allow sound/autoplay for this site if the browser blocks it."],
+  "capture-failed": ["Audio capture failed.", "Try again, or another browser or input device."],
+};
+
+const BUTTON = { idle: "● Record", starting: "Starting…", recording: "■ Stop", stopping: "Stopping…" };
+
+// One capture per model, shared by all its views (a model can be displayed several times).
+const sessions = new WeakMap();
+
+function sessionFor(model) {
+  if (!sessions.has(model)) {
+    sessions.set(model, {
+      phase: "idle",        // idle | starting | recording | stopping
+      capture: null,
+      stopRequested: false, // stop asked for while still starting
+      seq: 0,
+      startedAt: 0,
+      level: null,          // dBFS from the worklet
+      fallback: null,       // local {message, hint} when the kernel did not answer an error
+      fallbackTimer: 0,
+      views: new Set(),
+    });
+  }
+  return sessions.get(model);
+}
+
+// The comm may already be closed when a notebook drops the widget mid-recording.
+function send(model, content, buffers) {
+  try {
+    model.send(content, undefined, buffers);
+  } catch (err) {
+    console.warn("funasr-widget: could not send", content.type, err);
+  }
+}
+
+function setRecording(model, value) {
+  try {
+    model.set("recording", value);
+    model.save_changes();
+  } catch (err) {
+    console.warn("funasr-widget: could not set recording", err);
+  }
+}
+
+function notify(s) {
+  for (const view of s.views) view.sync();
+}
+
+async function sendEnv(model, s) {
+  send(model, { type: "env", ...(await gatherEnv(s.capture?.context)) });
+}
+
+function reportError(model, s, { code, name, message }) {
+  send(model, { type: "error", code, name, message });
+  clearTimeout(s.fallbackTimer);
+  s.fallbackTimer = setTimeout(() => {
+    if (model.get("error")?.code === code) return;  // the kernel answered (same error as before)
+    const [text, hint] = FALLBACK[code] ?? FALLBACK["capture-failed"];
+    s.fallback = {
+      message: message ? `${text} (${name ? `${name}: ` : ""}${message})` : text,
+      hint: `${hint} The kernel did not answer; is it still running?`,
+    };
+    notify(s);
+  }, ERROR_WAIT_MS);
+}
+
+async function start(model, s) {
+  if (s.phase !== "idle") return;
+  s.phase = "starting";
+  s.stopRequested = false;
+  s.fallback = null;
+  s.seq = 0;
+  notify(s);
+  try {
+    // No await before this call: the AudioContext must be created inside the click.
+    s.capture = await startCapture({
+      deviceId: model.get("device_id"),
+      onChunk: ({ samples, final, t }) =>
+        send(model, { type: "chunk", seq: s.seq++, t, sample_rate: 16000, dtype: "float32", n: samples.length, final },
+          [samples.buffer]),
+      onLevel: (db) => {
+        s.level = db;
+        for (const view of s.views) view.meter();
+      },
+      onEnded: () => {
+        reportError(model, s, new CaptureError("capture-failed", "The input device stopped delivering audio (unplugged, or access revoked)."));
+        stop(model, s);
+      },
+    });
+  } catch (err) {
+    s.phase = "idle";
+    notify(s);
+    reportError(model, s, err instanceof CaptureError ? err : new CaptureError("capture-failed", String(err), err?.name));
+    sendEnv(model, s);  // the permission state has probably changed
+    return;
+  }
+  const { context, rate, deviceLabel, deviceId } = s.capture;
+  context.addEventListener("statechange", () => s.phase === "recording" && sendEnv(model, s));
+  send(model, { type: "start", t: performance.timeOrigin + performance.now(), device_rate: rate, device_label: deviceLabel, device_id: deviceId });
+  s.phase = "recording";
+  s.startedAt = Date.now();
+  setRecording(model, true);
+  notify(s);
+  sendEnv(model, s);  // context rate/state; device labels now that permission is granted
+  for (const view of s.views) view.refreshDevices();
+  if (s.stopRequested) stop(model, s);
+}
+
+async function stop(model, s) {
+  if (s.phase === "starting") s.stopRequested = true;
+  if (s.phase !== "recording") return;
+  s.phase = "stopping";
+  notify(s);
+  try {
+    await s.capture.stop();  // the final chunk has been sent when this resolves
+  } finally {
+    s.capture = null;
+    s.phase = "idle";
+    s.level = null;
+    setRecording(model, false);
+    notify(s);
+    sendEnv(model, s);
+  }
+}
+
+function h(tag, className, props = {}) {
+  return Object.assign(document.createElement(tag), { className, ...props });
+}
+
+function clock(seconds) {
+  const total = Math.max(0, Math.floor(seconds || 0));
+  const pad = (v) => String(v).padStart(2, "0");
+  return `${pad(Math.floor(total / 60))}:${pad(total % 60)}`;
+}
+
+// -60..0 dBFS -> 0..100 %
+function meterPercent(db) {
+  return Math.min(100, Math.max(0, ((db + 60) / 60) * 100));
+}
+
+function buildUI(el) {
+  const ui = {
+    root: h("div", "fw-root"),
+    record: h("button", "fw-record", { type: "button" }),
+    elapsed: h("span", "fw-elapsed", { textContent: "00:00" }),
+    meter: h("div", "fw-meter", { title: "input level, dBFS (-60..0); the line is the energy VAD threshold" }),
+    fill: h("div", "fw-meter-fill"),
+    threshold: h("div", "fw-threshold"),
+    device: h("select", "fw-device", { title: "input device" }),
+    model: h("span", "fw-model"),
+    status: h("div", "fw-status"),
+    error: h("div", "fw-error", { hidden: true }),
+    errorMessage: h("div", "fw-error-message"),
+    errorHint: h("div", "fw-error-hint"),
+    // Model load failures get their own box so that .fw-error means "capture error" only.
+    modelError: h("div", "fw-model-error", { hidden: true }),
+    modelErrorMessage: h("div", "fw-model-error-message"),
+    modelErrorHint: h("div", "fw-model-error-hint"),
+    transcript: h("div", "fw-transcript"),
+    partial: h("span", "fw-partial"),
+    copy: h("button", "fw-copy", { type: "button", textContent: "Copy all" }),
+  };
+  const bar = h("div", "fw-bar");
+  const footer = h("div", "fw-footer");
+  bar.append(ui.record, ui.elapsed, ui.meter, ui.device, ui.model);
+  ui.meter.append(ui.fill, ui.threshold);
+  ui.error.setAttribute("role", "alert");
+  ui.error.append(ui.errorMessage, ui.errorHint);
+  ui.modelError.append(ui.modelErrorMessage, ui.modelErrorHint);
+  footer.append(ui.copy);
+  ui.root.append(bar, ui.status, ui.error, ui.modelError, ui.transcript, footer);
+  el.replaceChildren(ui.root);
+  return ui;
+}
+
+function showBox(box, message, hint, err) {
+  const visible = Boolean(err?.message || err?.code || err?.hint);
+  box.hidden = !visible;
+  message.textContent = visible ? err.message || err.code : "";
+  hint.textContent = visible ? err.hint || "" : "";
+}
+
+function render({ model, el }) {
+  const s = sessionFor(model);
+  const ui = buildUI(el);
+  // A page reloaded mid-recording leaves the trait set with no capture behind it.
+  if (s.phase === "idle" && model.get("recording")) setRecording(model, false);
+  let clockTimer = 0;
+  let copyTimer = 0;
+
+  function updateElapsed() {
+    ui.elapsed.textContent = clock((Date.now() - s.startedAt) / 1000);
+  }
+
+  function meter() {
+    ui.fill.style.width = `${s.phase === "recording" && s.level != null ? meterPercent(s.level) : 0}%`;
+  }
+
+  function renderError() {
+    const err = model.get("error");
+    const shown = err?.message || err?.code ? err : s.fallback;
+    showBox(ui.error, ui.errorMessage, ui.errorHint, shown);
+  }
+
+  function sync() {
+    ui.record.textContent = BUTTON[s.phase];
+    ui.record.disabled = s.phase === "starting" || s.phase === "stopping";
+    ui.root.classList.toggle("fw-recording", s.phase === "recording");
+    ui.device.disabled = s.phase !== "idle";
+    clearInterval(clockTimer);
+    if (s.phase === "recording") {
+      updateElapsed();
+      clockTimer = setInterval(updateElapsed, 250);
+    }
+    meter();
+    renderError();
+  }
+
+  async function refreshDevices() {
+    const inputs = navigator.mediaDevices ? await listInputs() : [];
+    const chosen = model.get("device_id") || "";
+    // Chrome lists a "default" alias of a real device; our "" option already means that.
+    const options = [["", "Default microphone"]];
+    inputs.forEach(({ id, label }, i) => {
+      if (id && id !== "default") options.push([id, label || `Microphone ${i + 1}`]);
+    });
+    // Ids are hidden until permission is granted: keep a saved choice selectable meanwhile.
+    if (chosen && !options.some(([id]) => id === chosen)) options.push([chosen, "Saved device"]);
+    ui.device.replaceChildren(...options.map(([value, textContent]) => h("option", "", { value, textContent })));
+    ui.device.value = chosen;
+  }
+
+  function renderThreshold() {
+    const db = model.get("energy_threshold_db");
+    const known = typeof db === "number" && Number.isFinite(db);
+    ui.threshold.hidden = !known;
+    if (known) ui.threshold.style.left = `${meterPercent(db)}%`;
+  }
+
+  function renderModel() {
+    const state = model.get("model_state") || "none";
+    const info = model.get("model_info") || {};
+    const parts = ["model:", state];
+    if (state === "loading") {
+      if (info.name) parts.push(info.name);
+      parts.push(typeof info.progress === "number" ? `${Math.round(info.progress * 100)}%` : "…");
+    } else if (state === "ready") {
+      parts.push(`on ${info.device || "?"}`);
+      if (info.name) parts.push(`(${info.name})`);
+    }
+    ui.model.textContent = parts.join(" ");
+    ui.model.dataset.state = state;
+    showBox(ui.modelError, ui.modelErrorMessage, ui.modelErrorHint, state === "error" ? info : null);
+  }
+
+  // Follow new text only while the user is at the bottom (they may have scrolled up to read).
+  function keepScrolled(update) {
+    const t = ui.transcript;
+    const atBottom = t.scrollHeight - t.scrollTop - t.clientHeight < 8;
+    update();
+    ui.transcript.toggleAttribute("data-empty", !ui.transcript.textContent);
+    if (atBottom) t.scrollTop = t.scrollHeight;
+  }
+
+  function renderSegments() {
+    keepScrolled(() => {
+      const finals = document.createDocumentFragment();
+      for (const seg of model.get("segments") || []) {
+        finals.append(h("div", "fw-final", { textContent: `[${clock(seg.start)}] ${seg.text ?? ""}` }));
+      }
+      ui.transcript.replaceChildren(finals, ui.partial);
+    });
+  }
+
+  function renderPartial() {
+    keepScrolled(() => (ui.partial.textContent = model.get("partial") || ""));
+  }
+
+  function renderStatus() {
+    ui.status.textContent = model.get("status") || "";
+  }
+
+  function onError() {
+    // Any answer from the kernel supersedes the local fallback.
+    clearTimeout(s.fallbackTimer);
+    s.fallback = null;
+    renderError();
+  }
+
+  function onCustom(msg) {
+    if (msg?.type === "stop") stop(model, s);
+  }
+
+  async function copyAll() {
+    try {
+      await navigator.clipboard.writeText(model.get("text") || "");
+      ui.copy.textContent = "Copied";
+    } catch {
+      ui.copy.textContent = "Copy failed";  // no clipboard on insecure pages, or permission refused
+    }
+    clearTimeout(copyTimer);
+    copyTimer = setTimeout(() => (ui.copy.textContent = "Copy all"), 1500);
+  }
+
+  const onEnv = () => {
+    refreshDevices();
+    sendEnv(model, s);
+  };
+
+  ui.record.addEventListener("click", () => (s.phase === "idle" ? start(model, s) : stop(model, s)));
+  ui.device.addEventListener("change", () => {
+    model.set("device_id", ui.device.value);
+    model.save_changes();
+  });
+  ui.copy.addEventListener("click", copyAll);
+
+  const listeners = [
+    ["change:status", renderStatus],
+    ["change:error", onError],
+    ["change:model_state", renderModel],
+    ["change:model_info", renderModel],
+    ["change:segments", renderSegments],
+    ["change:partial", renderPartial],
+    ["change:energy_threshold_db", renderThreshold],
+    ["change:device_id", refreshDevices],
+    ["msg:custom", onCustom],
+  ];
+  for (const [event, fn] of listeners) model.on(event, fn);
+  const unwatch = watchEnv(onEnv);
+
+  const view = { sync, meter, refreshDevices };
+  s.views.add(view);
+  renderStatus();
+  renderModel();
+  renderThreshold();
+  renderSegments();
+  renderPartial();
+  sync();
+  onEnv();
+
+  return () => {
+    s.views.delete(view);
+    for (const [event, fn] of listeners) model.off(event, fn);
+    unwatch();
+    clearInterval(clockTimer);
+    clearTimeout(copyTimer);
+    // The capture outlives a view only while another view of the same model can stop it.
+    if (s.views.size === 0) stop(model, s);
+  };
+}
+
+export default { render };
