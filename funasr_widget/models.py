@@ -1,0 +1,232 @@
+"""Model names, the local folders they live in, and downloading them.
+
+Every model is an ordinary FunASR model folder (config.yaml or configuration.json,
+model.pt, tokenizer files, am.mvn) under :func:`models_dir`, named by its short name::
+
+    models/sensevoice-small/   models/fsmn-vad/   ...
+
+:func:`fetch` downloads a missing folder from ModelScope with progress, and fails at
+once, naming the folder to fill by hand, when ModelScope cannot be reached. Anything
+that is not a short name or a hub id is taken as a path to a model folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+Progress = Callable[[Optional[float], str], None]
+"""``progress(fraction or None, message)``: fraction in 0..1 when known."""
+
+
+class ModelLoadError(Exception):
+    """A model could not be found, downloaded or loaded. ``hint`` says what to do."""
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}\n{self.hint}" if self.hint else self.message
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    hub_id: str  # ModelScope id
+    kind: str  # "asr" | "vad" | "punc"
+    streaming: bool = False
+
+
+REGISTRY = {
+    spec.name: spec
+    for spec in (
+        ModelSpec("fun-asr-nano", "FunAudioLLM/Fun-ASR-Nano-2512", "asr"),
+        ModelSpec("sensevoice-small", "iic/SenseVoiceSmall", "asr"),
+        ModelSpec("paraformer-zh",
+                  "iic/speech_seaco_paraformer_large_asr_nat-zh-cn-16k-common-vocab8404-pytorch",
+                  "asr"),
+        ModelSpec("paraformer-zh-streaming",
+                  "iic/speech_paraformer-large_asr_nat-zh-cn-16k-common-vocab8404-online", "asr",
+                  streaming=True),
+        ModelSpec("fsmn-vad", "iic/speech_fsmn_vad_zh-cn-16k-common-pytorch", "vad"),
+        ModelSpec("ct-punc", "iic/punc_ct-transformer_cn-en-common-vocab471067-large", "punc"),
+    )
+}
+_BY_HUB_ID = {spec.hub_id: spec for spec in REGISTRY.values()}
+
+_models_dir: Optional[Path] = None
+
+
+def models_dir() -> Path:
+    """Where model folders live: set_models_dir(), else $FUNASR_WIDGET_MODELS, else
+    ./models if the current directory has one, else ~/.cache/funasr-widget/models."""
+    if _models_dir is not None:
+        return _models_dir
+    if os.environ.get("FUNASR_WIDGET_MODELS"):
+        return Path(os.environ["FUNASR_WIDGET_MODELS"]).expanduser()
+    if Path("models").is_dir():
+        return Path("models").resolve()
+    return Path.home() / ".cache" / "funasr-widget" / "models"
+
+
+def set_models_dir(path: str | os.PathLike | None) -> None:
+    """Use ``path`` for model folders from now on (None: back to the default)."""
+    global _models_dir
+    _models_dir = None if path is None else Path(path).expanduser().resolve()
+
+
+def spec(name: str) -> Optional[ModelSpec]:
+    """The registry entry for a short name or hub id, or None."""
+    return REGISTRY.get(name) or _BY_HUB_ID.get(name)
+
+
+def _complete(folder: Path) -> bool:
+    has_config = (folder / "config.yaml").is_file() or (folder / "configuration.json").is_file()
+    return has_config and (folder / "model.pt").is_file()
+
+
+def _fill_by_hand(s: ModelSpec, folder: Path) -> str:
+    return (f"Download {s.hub_id} on a machine with network access "
+            f"(https://modelscope.cn/models/{s.hub_id}) and copy its files into {folder}")
+
+
+def resolve(name: str) -> Path:
+    """The local folder of a model (short name, hub id or path); never downloads."""
+    s = spec(name)
+    folder = models_dir() / s.name if s else Path(name).expanduser()
+    if _complete(folder):
+        return folder.resolve()
+    if s:
+        raise ModelLoadError(
+            f"Model '{s.name}' is not in {folder}.",
+            f"Run funasr_widget.models.fetch('{s.name}') to download it, or "
+            + _fill_by_hand(s, folder) + ".",
+        )
+    if folder.is_dir():
+        raise ModelLoadError(
+            f"{folder} is not a complete model folder: it needs config.yaml (or "
+            "configuration.json) and model.pt.",
+            "The download may have been interrupted: fetch or copy the model again.",
+        )
+    raise ModelLoadError(
+        f"Unknown model '{name}': not a model name and no such folder.",
+        f"Use one of {', '.join(REGISTRY)}, or the path of a local model folder.",
+    )
+
+
+def available() -> list[dict]:
+    """One dict per registered model: name, hub_id, kind, streaming, present, path."""
+    root = models_dir()
+    return [
+        {"name": s.name, "hub_id": s.hub_id, "kind": s.kind, "streaming": s.streaming,
+         "present": _complete(root / s.name), "path": str(root / s.name)}
+        for s in REGISTRY.values()
+    ]
+
+
+# ASR models by preference when none is named: on a GPU the LLM-based Fun-ASR-Nano is
+# affordable; on a CPU SenseVoiceSmall decodes a segment in a fraction of its length.
+PREFERENCE = {
+    "cuda": ("fun-asr-nano", "sensevoice-small", "paraformer-zh"),
+    "cpu": ("sensevoice-small", "paraformer-zh", "fun-asr-nano"),
+}
+
+
+def default_model(device: str = "cpu") -> str:
+    """The ASR model for ``device``: the most preferred one already present, else the
+    most preferred one (to be fetched)."""
+    order = PREFERENCE["cuda" if device.startswith("cuda") else "cpu"]
+    return next((name for name in order if _complete(models_dir() / name)), order[0])
+
+
+def hub_host() -> tuple[str, int]:
+    """The host a download talks to first: the HTTPS proxy if one is set, else ModelScope."""
+    proxy = urllib.request.getproxies().get("https")
+    if proxy:
+        url = urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy)
+        return url.hostname or "", url.port or 443
+    return os.environ.get("MODELSCOPE_DOMAIN", "www.modelscope.cn"), 443
+
+
+def reachable(timeout: float = 3.0) -> bool:
+    """Can a TCP connection to the hub be opened within ``timeout`` seconds?
+
+    Runs in a thread so a hanging DNS lookup cannot stretch the wait (the hub client
+    itself retries for ~20 s and then reports a misleading error)."""
+    ok = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection(hub_host(), timeout=timeout).close()
+            ok.append(True)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(ok)
+
+
+def _download(hub_id: str, dest: Path, progress: Progress) -> None:
+    """Download a ModelScope repository into ``dest``, reporting bytes as they arrive."""
+    from modelscope.hub.callback import ProgressCallback
+    from modelscope.hub.snapshot_download import snapshot_download
+
+    sizes: dict[str, int] = {}
+    done: dict[str, int] = {}
+    lock = threading.Lock()
+
+    class Report(ProgressCallback):  # modelscope makes one per file
+        def __init__(self, filename: str, file_size: int):
+            super().__init__(filename, file_size)
+            with lock:
+                sizes[filename], done[filename] = file_size, 0
+
+        def update(self, size: int) -> None:
+            with lock:
+                done[self.filename] += size
+                fraction = sum(done.values()) / max(sum(sizes.values()), 1)
+            progress(min(fraction, 1.0), f"downloading {self.filename}")
+
+    snapshot_download(hub_id, local_dir=str(dest), progress_callbacks=[Report])
+
+
+def fetch(name: str, progress: Progress | None = None) -> Path:
+    """The local folder of a model, downloading a registered one from ModelScope if it
+    is missing. Without network it fails at once, naming the folder to fill by hand."""
+    s = spec(name)
+    if s is None or _complete(models_dir() / s.name):
+        return resolve(name)
+    folder = models_dir() / s.name
+    if not reachable():
+        host, port = hub_host()
+        raise ModelLoadError(
+            f"Model '{s.name}' is not in {folder}, and {host}:{port} cannot be reached "
+            "to download it.",
+            _fill_by_hand(s, folder) + ".",
+        )
+    report = progress or (lambda fraction, message: None)
+    partial = folder.with_name(folder.name + ".partial")  # never looks complete half-way
+    report(0.0, f"downloading {s.hub_id}")
+    try:
+        _download(s.hub_id, partial, report)
+    except Exception as exc:
+        raise ModelLoadError(f"Downloading {s.hub_id} failed: {exc}",
+                             "Try again, or " + _fill_by_hand(s, folder) + ".") from exc
+    if not _complete(partial):
+        raise ModelLoadError(f"The download of {s.hub_id} has no config.yaml/model.pt.",
+                             _fill_by_hand(s, folder) + ".")
+    shutil.rmtree(folder, ignore_errors=True)
+    partial.rename(folder)
+    report(1.0, f"downloaded {s.name}")
+    return folder.resolve()

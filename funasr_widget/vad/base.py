@@ -1,0 +1,178 @@
+"""The VAD interface and what its backends share: parameters that change from the next
+segment on, and (for the frame-based backends) the start/end hysteresis."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Protocol
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+SAMPLES_PER_MS = SAMPLE_RATE // 1000
+
+
+@dataclass(frozen=True)
+class VadEvent:
+    kind: str  # "start" | "end"
+    ms: int  # ms since the first sample fed to this VAD (since reset())
+
+
+class Vad(Protocol):
+    name: str
+
+    def accept(self, samples: np.ndarray, final: bool = False) -> list[VadEvent]:
+        """Feed 16 kHz float32 mono samples (any length). final=True ends the stream:
+        an open segment gets its "end"; the clock keeps running."""
+
+    def set_params(self, **params) -> None:
+        """Change parameters; they take effect from the next segment."""
+
+    def reset(self) -> None:
+        """Forget everything; the next sample is ms 0."""
+
+
+class BaseVad:
+    """Parameter bookkeeping common to the backends.
+
+    ``end_silence_ms``: silence that closes a segment. ``speech_threshold``: the model's
+    speech score threshold (None: the backend's default). ``max_segment_s``: a segment
+    is cut when it grows this long. ``energy_threshold_db``: the energy backend's level
+    threshold. Every backend takes all four, using those that apply to it, so one set of
+    parameters fits any backend. A change made while a segment is open waits for that
+    segment's end, so one segment is never judged by two rules."""
+
+    name = ""
+    default_threshold: Optional[float] = None
+
+    def __init__(self, *, end_silence_ms: int = 700, speech_threshold: Optional[float] = None,
+                 max_segment_s: float = 30.0, energy_threshold_db: float = -45.0):
+        self.params = self._checked(dict(end_silence_ms=end_silence_ms,
+                                         speech_threshold=speech_threshold,
+                                         max_segment_s=max_segment_s,
+                                         energy_threshold_db=energy_threshold_db))
+        self._pending: dict = {}
+        self._events: list[VadEvent] = []
+        self.in_speech = False
+
+    def _checked(self, params: dict) -> dict:
+        params = dict(params)
+        if "end_silence_ms" in params:
+            params["end_silence_ms"] = int(params["end_silence_ms"])
+            if params["end_silence_ms"] < 100:
+                raise ValueError("end_silence_ms must be at least 100")
+        if "max_segment_s" in params:
+            params["max_segment_s"] = float(params["max_segment_s"])
+            if params["max_segment_s"] <= 1:
+                raise ValueError("max_segment_s must be more than 1 second")
+        if "energy_threshold_db" in params:
+            params["energy_threshold_db"] = float(params["energy_threshold_db"])
+        if "speech_threshold" in params:
+            value = params["speech_threshold"]
+            params["speech_threshold"] = self.default_threshold if value is None else float(value)
+        return params
+
+    def set_params(self, **params) -> None:
+        unknown = params.keys() - self.params.keys()
+        if unknown:
+            raise TypeError(f"{self.name} VAD has no parameter(s) {sorted(unknown)}; "
+                            f"it has {sorted(self.params)}")
+        self._pending.update(self._checked(params))
+        if not self.in_speech:
+            self._apply()
+
+    def _apply(self) -> None:
+        self.params.update(self._pending)
+        self._pending.clear()
+        self._params_changed()
+
+    def _params_changed(self) -> None:
+        """Hook for backends that copy parameters into their own state."""
+
+    def _emit(self, kind: str, ms: int) -> None:
+        self._events.append(VadEvent(kind, int(ms)))
+        self.in_speech = kind == "start"
+        if kind == "end" and self._pending:
+            self._apply()
+
+    def _take_events(self) -> list[VadEvent]:
+        events, self._events = self._events, []
+        return events
+
+    def reset(self) -> None:
+        self._events = []
+        self.in_speech = False
+        self._apply()
+
+
+class FramedVad(BaseVad):
+    """Backends that judge fixed frames as speech or not (energy, silero).
+
+    A segment starts once MIN_SPEECH_MS of consecutive speech frames are seen, and is
+    reported PAD_START_MS before the first of them; it ends after end_silence_ms without
+    speech, reported PAD_END_MS after the last speech frame (padding keeps word edges)."""
+
+    frame = 512  # samples per frame
+    MIN_SPEECH_MS = 90
+    PAD_START_MS = 200
+    PAD_END_MS = 100
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self._clear()
+
+    def _is_speech(self, frame: np.ndarray) -> bool:
+        raise NotImplementedError
+
+    def _clear(self) -> None:
+        self._rest = np.zeros(0, np.float32)
+        self._pos = 0  # samples consumed
+        self._run = 0  # consecutive speech frames while no segment is open
+        self._first = self._last = self._seg_start = self._prev_end = 0  # sample positions
+
+    def reset(self) -> None:
+        super().reset()
+        self._clear()
+
+    def accept(self, samples: np.ndarray, final: bool = False) -> list[VadEvent]:
+        x = np.concatenate([self._rest, np.asarray(samples, np.float32).ravel()])
+        n = len(x) // self.frame
+        for k in range(n):
+            self._step(self._is_speech(x[k * self.frame:(k + 1) * self.frame]))
+        self._rest = x[n * self.frame:]
+        if final:
+            self._pos += len(self._rest)  # a partial last frame still counts as time
+            self._rest = self._rest[:0]
+            self._run = 0
+            if self.in_speech:
+                self._close(min(self._last + self.PAD_END_MS * SAMPLES_PER_MS, self._pos))
+        return self._take_events()
+
+    def _step(self, speech: bool) -> None:
+        start, end = self._pos, self._pos + self.frame
+        self._pos = end
+        p = self.params
+        if not self.in_speech:
+            if not speech:
+                self._run = 0
+                return
+            if self._run == 0:
+                self._first = start
+            self._run += 1
+            if self._run * self.frame >= self.MIN_SPEECH_MS * SAMPLES_PER_MS:
+                self._last = end
+                self._seg_start = max(self._first - self.PAD_START_MS * SAMPLES_PER_MS,
+                                      self._prev_end)
+                self._emit("start", self._seg_start // SAMPLES_PER_MS)
+            return
+        if speech:
+            self._last = end
+        if end - self._last >= p["end_silence_ms"] * SAMPLES_PER_MS:
+            self._close(min(self._last + self.PAD_END_MS * SAMPLES_PER_MS, end))
+        elif end - self._seg_start >= p["max_segment_s"] * SAMPLE_RATE:
+            self._close(end)
+
+    def _close(self, at: int) -> None:
+        self._prev_end = at
+        self._run = 0
+        self._emit("end", at // SAMPLES_PER_MS)

@@ -1,0 +1,86 @@
+"""FSMN-VAD: FunASR's streaming VAD model (``FsmnVADStreaming``) from a local folder.
+
+The model scores 10 ms frames; funasr's state machine turns the scores into segment
+events ``[beg, -1]`` (start), ``[-1, end]`` (end) or ``[beg, end]`` in ms since its
+cache began. Choices made here:
+
+* A fixed end silence (``end_silence_ms``, default 700 ms) instead of funasr's dynamic
+  schedule, which waits ~2 s after short utterances: dictation wants a segment closed
+  roughly 0.6-0.8 s after the speaker stops.
+* Per-stream thresholds live in the cache (``cache["stats"]``), so several VADs can
+  share one loaded model; calls into the model are serialised by its lock, because
+  funasr also writes per-call values into the model object.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from .. import _torch, models
+from .base import SAMPLES_PER_MS, BaseVad, VadEvent
+
+CHUNK_MS = 100  # funasr steps through any input in chunks of this size
+
+
+class _SharedModel:
+    def __init__(self, path, device: str):
+        self.auto = _torch.auto_model(path, device)
+        self.lock = threading.Lock()
+
+
+class FsmnVad(BaseVad):
+    name = "fsmn-vad"
+    default_threshold = 0.6  # the model's speech_noise_thres: speech-minus-noise probability
+
+    def __init__(self, *, model: str = "fsmn-vad", device: str = "cpu", **params):
+        super().__init__(**params)
+        device = _torch.resolve_device(device)
+        path = models.fetch(model)
+        self._shared = _torch.shared(("fsmn-vad", str(path), device),
+                                     lambda: _SharedModel(path, device))
+        self._cache: dict = {}
+        self._offset = 0  # samples fed through earlier caches (before a final flush)
+        self._fed = 0  # samples fed through the current cache
+
+    def accept(self, samples: np.ndarray, final: bool = False) -> list[VadEvent]:
+        samples = np.asarray(samples, np.float32).ravel()
+        if final and not len(samples):
+            samples = np.zeros(1, np.float32)  # an empty final chunk would lose the pending end
+        p = self.params
+        auto = self._shared.auto
+        with self._shared.lock:
+            auto.model.vad_opts.max_single_segment_time = int(p["max_segment_s"] * 1000)
+            result = auto.generate(
+                input=samples, cache=self._cache, is_final=final, chunk_size=CHUNK_MS,
+                max_end_silence_time=p["end_silence_ms"], speech_noise_thres=p["speech_threshold"],
+                dynamic_silence=False,
+            )
+        origin = self._offset // SAMPLES_PER_MS
+        for beg, end in result[0]["value"] if result else []:
+            if beg >= 0:
+                self._emit("start", origin + beg)
+            if end >= 0:
+                self._emit("end", origin + end)
+        self._fed += len(samples)
+        if final:  # funasr has reset the cache; start the next one with our thresholds
+            self._offset += self._fed
+            self._fed = 0
+            self._cache = {}
+        return self._take_events()
+
+    def _params_changed(self) -> None:
+        # The thresholds are copied into the cache when it is created; update them there.
+        stats = self._cache.get("stats")
+        if stats is not None:
+            end_silence = self.params["end_silence_ms"]
+            speech_to_sil = self._shared.auto.model.vad_opts.speech_to_sil_time_thres
+            stats.max_end_sil_frame_cnt_thresh = max(end_silence - speech_to_sil, 0)
+            stats.speech_noise_thres = self.params["speech_threshold"]
+
+    def reset(self) -> None:
+        self._cache = {}
+        self._offset = self._fed = 0
+        super().reset()
+

@@ -1,0 +1,53 @@
+"""Silero VAD (the optional ``silero-vad`` package, weights included, runs offline).
+
+The network scores each 32 ms frame (512 samples) with a speech probability; a frame
+is speech at ``speech_threshold`` or above, and, inside a segment, down to 0.15 below
+it (the hysteresis of silero's own VADIterator). Segments follow FramedVad.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .base import FramedVad
+
+
+def _load_model():
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        from silero_vad import load_silero_vad
+    except ImportError as exc:
+        raise ImportError(
+            "The 'silero' VAD needs the silero-vad package: pip install 'funasr-widget[silero]'"
+        ) from exc
+    finally:
+        torch.set_num_threads(threads)  # importing silero_vad sets it to 1 process-wide
+    with warnings.catch_warnings():  # its loader uses APIs deprecated in torch/importlib
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return load_silero_vad()
+
+
+class SileroVad(FramedVad):
+    name = "silero"
+    frame = 512  # the model's fixed window at 16 kHz
+    default_threshold = 0.5
+
+    def __init__(self, **params):
+        self._model = _load_model()  # stateful (recurrent), so one per VAD
+        super().__init__(**params)
+
+    def _is_speech(self, frame: np.ndarray) -> bool:
+        import torch
+
+        with torch.no_grad():
+            prob = self._model(torch.from_numpy(frame), 16000).item()
+        threshold = self.params["speech_threshold"]
+        return prob >= (threshold - 0.15 if self.in_speech else threshold)
+
+    def reset(self) -> None:
+        super().reset()
+        self._model.reset_states()

