@@ -40,12 +40,9 @@ class AudioSession:
 
     # -- entry points -------------------------------------------------------
 
-    def start(self) -> None:
-        """A new take from the browser: sequence numbers restart at 0.
-
-        A take that never sent its final chunk (page reloaded, tab closed) is
-        closed here, with whatever it had delivered kept.
-        """
+    def end_take(self) -> None:
+        """Close the current take, keeping what it delivered, if its final chunk never
+        came (page reloaded, tab closed); sequence numbers restart at 0."""
         with self._lock:
             for c in self._reorder.restart():
                 self._keep(c.samples, c.final)

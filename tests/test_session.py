@@ -89,12 +89,12 @@ def test_malformed_message_is_rejected_and_counted_without_losing_audio():
     assert len(session.recording.samples) == 3200
 
 
-def test_new_take_closes_an_unfinished_one():
+def test_end_take_closes_an_unfinished_one():
     finals = []
     session = AudioSession(sink=lambda x, final: finals.append(final))
     session.receive(*message(0, np.ones(1600, np.float32)))
     session.receive(*message(2, np.ones(1600, np.float32)))  # 1 missing, page reloads
-    session.start()
+    session.end_take()
     assert finals == [False, False, True]  # held chunk released, then the take closed
     session.receive(*message(0, np.ones(1600, np.float32)))
     assert len(session.recording.samples) == 3 * 1600

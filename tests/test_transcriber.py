@@ -18,7 +18,7 @@ def chunk(seq, samples, final=False):
 
 @pytest.fixture
 def widget():
-    return Transcriber()
+    return Transcriber(model=None, vad="energy")
 
 
 def test_chunks_reach_audio_and_stats(widget):

@@ -1,0 +1,237 @@
+"""The recognition worker: audio queue -> VAD -> ASR -> events.
+
+One thread per widget owns the VAD and drives the ASR engine; the comm handler
+only enqueues. Audio is cut into fixed 100 ms blocks before the VAD, so the
+same audio gives the same segments whether it came in browser chunks, from
+`feed()` in any piece size, or from a file.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+SAMPLE_RATE = 16_000
+BLOCK = 1600  # 100 ms
+HISTORY_S = 5.0  # audio kept before a segment opens: VAD start events look back in time
+
+Emit = Callable[[str, object], None]
+
+
+@dataclass
+class _Segment:
+    id: int
+    start_ms: int
+    end_ms: int | None = None
+    samples: list[np.ndarray] = field(default_factory=list)
+    stream: object = None  # a streaming engine's per-segment cache
+    fed_blocks: int = 0  # how much of `samples` the streaming engine has seen
+    fed_samples: int = 0
+    text: str = ""  # streaming text so far
+
+    @property
+    def length(self) -> int | None:
+        """Samples up to the end event (None while open): audio after it is not ours."""
+        return None if self.end_ms is None else max((self.end_ms - self.start_ms) * SAMPLE_RATE // 1000, 0)
+
+    def audio(self) -> np.ndarray:
+        return np.concatenate(self.samples or [np.zeros(0, np.float32)])[: self.length]
+
+
+class Pipeline:
+    """Feed 16 kHz audio with `push`; events arrive through `emit(kind, payload)`.
+
+    Kinds: "partial" (str), "segment" (dict), "lag" (seconds of audio queued),
+    "status" (str).
+    """
+
+    def __init__(self, make_vad: Callable[[], object], emit: Emit, *, partials: bool = True,
+                 partial_interval_s: float = 0.5):
+        self._make_vad = make_vad  # called on the worker: a VAD model can take seconds to load
+        self.vad = None
+        self.emit = emit
+        self.partials = partials
+        self.partial_interval_s = partial_interval_s
+        self._engine = None
+        self._engine_failed = False
+        self._queue: queue.Queue = queue.Queue()
+        self._done = threading.Condition()
+        self._pushed = 0
+        self._processed = 0
+        self._queued_samples = 0
+        self._carry = np.zeros(0, np.float32)  # less than one block, waiting for more
+        self._pos = 0  # samples through the VAD so far
+        self._history: list[np.ndarray] = []  # recent blocks, newest last
+        self._history_start = 0
+        self._open: _Segment | None = None
+        self._closed: list[_Segment] = []  # waiting for the engine
+        self._next_id = 0
+        self._last_partial = 0.0
+        self._thread = threading.Thread(target=self._run, name="funasr-widget-pipeline", daemon=True)
+        self._thread.start()
+
+    # -- called from any thread ------------------------------------------------
+
+    def _put(self, kind: str, payload, final: bool = False) -> None:
+        with self._done:
+            self._pushed += 1
+            if kind == "audio":
+                self._queued_samples += len(payload)
+        self._queue.put((kind, payload, final))
+
+    def push(self, samples: np.ndarray, final: bool = False) -> None:
+        self._put("audio", samples, final)
+
+    def set_engine(self, engine) -> None:
+        """Hand over a loaded ASR engine (or None after a failed load)."""
+        self._put("engine", engine)
+
+    def set_vad_params(self, **params) -> None:
+        self._put("params", params)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until everything pushed so far has been processed."""
+        with self._done:
+            target = self._pushed
+            return self._done.wait_for(lambda: self._processed >= target, timeout)
+
+    @property
+    def lag_seconds(self) -> float:
+        return self._queued_samples / SAMPLE_RATE
+
+    def close(self) -> None:
+        self._queue.put(("close", None, False))
+
+    # -- the worker ------------------------------------------------------------
+
+    def _run(self) -> None:
+        self.vad = self._make_vad()
+        while True:
+            kind, payload, final = self._queue.get()
+            if kind == "close":
+                return
+            try:
+                if kind == "audio":
+                    self._audio(payload, final)
+                elif kind == "params":
+                    self.vad.set_params(**payload)
+                else:
+                    self._engine, self._engine_failed = payload, payload is None
+                    self._decode_closed()
+            except Exception as err:  # a failed decode must not stop the worker
+                self.emit("status", f"Recognition failed on a segment: {err!r}")
+            finally:
+                with self._done:
+                    self._processed += 1
+                    if kind == "audio":
+                        self._queued_samples -= len(payload)
+                    self._done.notify_all()
+                if kind == "audio":
+                    self.emit("lag", self.lag_seconds)
+            if self._queue.empty():
+                try:
+                    self._maybe_partial()
+                except Exception as err:
+                    self.emit("status", f"Partial decoding failed: {err!r}")
+
+    def _audio(self, samples: np.ndarray, final: bool) -> None:
+        x = np.concatenate([self._carry, samples]) if len(self._carry) else samples
+        n_blocks = len(x) // BLOCK
+        blocks = [x[i * BLOCK:(i + 1) * BLOCK] for i in range(n_blocks)]
+        self._carry = x[n_blocks * BLOCK:]
+        if final and len(self._carry):
+            blocks.append(self._carry)
+            self._carry = np.zeros(0, np.float32)
+        for i, block in enumerate(blocks):
+            self._block(block, final and i == len(blocks) - 1)
+        if final and not blocks:
+            self._block(np.zeros(0, np.float32), True)
+
+    def _block(self, block: np.ndarray, final: bool) -> None:
+        events = self.vad.accept(block, final=final)
+        self._remember(block)
+        for event in events:
+            if event.kind == "start" and self._open is None:
+                self._open_segment(event.ms)
+            elif event.kind == "end" and self._open is not None:
+                self._close_segment(event.ms)
+        if self._open is not None and self._engine is not None and self._engine.streaming:
+            self._stream_step()
+
+    def _remember(self, block: np.ndarray) -> None:
+        self._history.append(block)
+        self._pos += len(block)
+        if self._open is not None:
+            self._open.samples.append(block)
+        keep_from = self._pos - int(HISTORY_S * SAMPLE_RATE)
+        while self._history and self._history_start + len(self._history[0]) < keep_from:
+            self._history_start += len(self._history.pop(0))
+
+    def _slice(self, start_ms: int, end_ms: int | None = None) -> np.ndarray:
+        """Audio between two session times, from the recent history."""
+        audio = np.concatenate(self._history) if self._history else np.zeros(0, np.float32)
+        a = max(start_ms * SAMPLE_RATE // 1000 - self._history_start, 0)
+        b = None if end_ms is None else max(end_ms * SAMPLE_RATE // 1000 - self._history_start, a)
+        return audio[a:b]
+
+    def _open_segment(self, start_ms: int) -> None:
+        self._open = _Segment(self._next_id, start_ms, samples=[self._slice(start_ms)])
+        self._next_id += 1
+        self._last_partial = 0.0
+
+    def _close_segment(self, end_ms: int) -> None:
+        seg, self._open = self._open, None
+        seg.end_ms = end_ms
+        self._closed.append(seg)
+        self.emit("partial", "")
+        self._decode_closed()
+
+    def _decode_closed(self) -> None:
+        if self._engine is None and not self._engine_failed:
+            return  # still loading: keep the segments, decode them once it is ready
+        while self._closed:
+            seg = self._closed.pop(0)
+            result = self._decode(seg) if self._engine is not None else {"text": ""}
+            self.emit("segment", {
+                "id": seg.id,
+                "start": seg.start_ms / 1000,
+                "end": seg.end_ms / 1000,
+                **result,
+            })
+
+    def _decode(self, seg: _Segment) -> dict:
+        if not self._engine.streaming:
+            return self._engine.transcribe(seg.audio())
+        return {"text": seg.text + self._stream_feed(seg, final=True)}
+
+    def _stream_step(self) -> None:
+        if new := self._stream_feed(self._open, final=False):
+            self._open.text += new
+            self.emit("partial", self._open.text)
+
+    def _stream_feed(self, seg: _Segment, final: bool) -> str:
+        """Give a streaming engine the segment's audio it has not seen yet."""
+        if seg.stream is None:
+            seg.stream = self._engine.new_stream()
+        fresh = np.concatenate(seg.samples[seg.fed_blocks:] or [np.zeros(0, np.float32)])
+        if seg.length is not None:
+            fresh = fresh[: max(seg.length - seg.fed_samples, 0)]
+        seg.fed_blocks = len(seg.samples)
+        seg.fed_samples += len(fresh)
+        return self._engine.accept(seg.stream, fresh, final=final)
+
+    def _maybe_partial(self) -> None:
+        """Re-decode the open segment, at a bounded rate and only when caught up."""
+        seg = self._open
+        if not self.partials or seg is None or self._engine is None or self._engine.streaming:
+            return
+        now = time.monotonic()
+        if now - self._last_partial < self.partial_interval_s:
+            return
+        self._last_partial = now
+        self.emit("partial", self._engine.transcribe(seg.audio())["text"])
