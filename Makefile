@@ -43,7 +43,7 @@ funasr_widget/static/widget.js: package.json package-lock.json $(wildcard js/*.j
 	npm run build
 
 models: python
-	$(PY) -m funasr_widget.testing.fetch_vad models/fsmn-vad
+	$(PY) -m tests.tiny_models --out models fsmn-vad
 
 clean:
 	rm -rf .venv node_modules funasr_widget/static test-artifacts

@@ -286,7 +286,9 @@ function render({ model, el }) {
     keepScrolled(() => {
       const finals = document.createDocumentFragment();
       for (const seg of model.get("segments") || []) {
-        finals.append(h("div", "fw-final", { textContent: `[${clock(seg.start)}] ${seg.text ?? ""}` }));
+        // A segment without text: speech the VAD found while no model was loaded.
+        const text = seg.text || `(speech ${clock(seg.start)}–${clock(seg.end)}, not transcribed)`;
+        finals.append(h("div", "fw-final", { textContent: `[${clock(seg.start)}] ${text}` }));
       }
       ui.transcript.replaceChildren(finals, ui.partial);
     });

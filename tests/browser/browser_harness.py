@@ -1,0 +1,408 @@
+"""Helpers for the browser tests: the server handle, a notebook page, kernel access, test audio."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+import urllib.request
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+KERNEL_NAME = "funasr-widget-test"  # the kernelspec conftest.py installs in the server's data dir
+INSECURE_HOST = "insecure.test"  # mapped to 127.0.0.1 inside Chromium only
+
+# The fake microphone: Chromium always reports it as 44.1 kHz stereo.
+MIC_RATE = 44_100
+SPEECH_TEXT = ("The quick brown fox jumps over the lazy dog. "
+               "Speech recognition runs live inside the notebook.")
+SPEECH_LEAD_S = 0.3      # digital silence before the speech
+MIC_FILE_S = 75.0        # long enough for the 60 s recording, played once (%noloop)
+NOISE_RMS = 5e-4         # about -66 dBFS: a quiet room, not digital silence
+
+
+def chromium_flags(wav: Path, grant_mic: bool = True) -> list[str]:
+    """The flags from DESIGN.md 'Browser facts'. grant_mic=False leaves the permission to the test."""
+    flags = [
+        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-quic",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={wav}%noloop",
+        f"--host-resolver-rules=MAP {INSECURE_HOST} 127.0.0.1",
+    ]
+    if grant_mic:
+        flags.append("--use-fake-ui-for-media-stream")
+    else:
+        # The fake permission UI answers every prompt with "Block".
+        flags.append("--use-fake-ui-for-media-stream=deny")
+    return flags
+
+
+# -- test audio -----------------------------------------------------------------------------------
+
+@dataclass
+class SpeechFile:
+    path: Path                # 44.1 kHz stereo 16-bit WAV the fake microphone plays
+    reference: np.ndarray     # the same audio, mono float32 at 16 kHz
+    speech_s: float           # length of the spoken part
+
+
+def _read_wav(path: Path) -> tuple[np.ndarray, int]:
+    with wave.open(str(path), "rb") as f:
+        assert f.getsampwidth() == 2, path
+        data = np.frombuffer(f.readframes(f.getnframes()), "<i2").reshape(-1, f.getnchannels())
+        return data.astype(np.float32) / 32768.0, f.getframerate()
+
+
+def make_speech(folder: Path) -> SpeechFile:
+    """espeak-ng speech, converted by sox to the fake device's format, with a faint noise floor."""
+    raw = folder / "espeak.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-a", "150", "-w", str(raw), SPEECH_TEXT],
+                   check=True, capture_output=True)
+    voiced = folder / "voiced.wav"
+    subprocess.run(["sox", str(raw), "-r", str(MIC_RATE), "-c", "2", "-b", "16", str(voiced),
+                    "pad", str(SPEECH_LEAD_S), "0"], check=True, capture_output=True)
+    x, rate = _read_wav(voiced)
+    assert rate == MIC_RATE
+    speech_s = len(x) / rate - SPEECH_LEAD_S
+    total = int(MIC_FILE_S * rate)
+    mic = np.zeros((total, 2), np.float32)
+    mic[: len(x)] = x[:total]
+    mic += np.random.default_rng(1234).normal(0.0, NOISE_RMS, (total, 1)).astype(np.float32)
+    pcm = (np.clip(mic, -1, 1) * 32767).round().astype("<i2")
+    path = folder / "mic-44k-stereo.wav"
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(2)
+        f.setsampwidth(2)
+        f.setframerate(rate)
+        f.writeframes(pcm.tobytes())
+    import soxr
+
+    reference = soxr.resample(pcm.astype(np.float32).mean(axis=1) / 32768.0, rate, 16_000, quality="HQ")
+    return SpeechFile(path=path, reference=reference.astype(np.float32), speech_s=speech_s)
+
+
+@dataclass
+class Utterances:
+    path: Path                              # 44.1 kHz stereo 16-bit WAV the fake microphone plays
+    reference: np.ndarray                   # the same audio, mono float32 at 16 kHz
+    intervals_s: list[tuple[float, float]]  # where each sentence is loud, in seconds of the file
+
+
+def _loud_span(x: np.ndarray, rate: int, below_peak_db: float = 35.0) -> tuple[int, int]:
+    """First and last sample of the 10 ms frames within `below_peak_db` of the loudest one."""
+    hop = rate // 100
+    frames = x[: len(x) // hop * hop].reshape(-1, hop)
+    rms = np.sqrt(np.mean(frames ** 2, axis=1))
+    loud = np.flatnonzero(rms > rms.max() * 10 ** (-below_peak_db / 20))
+    return int(loud[0]) * hop, int(loud[-1] + 1) * hop
+
+
+def make_utterances(folder: Path, sentences: list[str], lead_s: float = 0.5, gap_s: float = 1.5,
+                    total_s: float = 30.0, noise_rms: float = NOISE_RMS) -> Utterances:
+    """One espeak-ng utterance per sentence, `lead_s` of silence before the first and `gap_s`
+    between them, a faint noise floor throughout, padded to `total_s` (play it with %noloop)."""
+    rate = MIC_RATE
+    parts, intervals, pos = [np.zeros(int(lead_s * rate), np.float32)], [], int(lead_s * rate)
+    for i, sentence in enumerate(sentences):
+        raw, wav = folder / f"utterance{i}.espeak.wav", folder / f"utterance{i}.wav"
+        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-a", "150", "-w", str(raw), sentence],
+                       check=True, capture_output=True)
+        subprocess.run(["sox", str(raw), "-r", str(rate), "-c", "1", "-b", "16", str(wav)],
+                       check=True, capture_output=True)
+        x, got = _read_wav(wav)
+        assert got == rate
+        x = x[:, 0]
+        beg, end = _loud_span(x, rate)
+        intervals.append(((pos + beg) / rate, (pos + end) / rate))
+        gap = np.zeros(int(gap_s * rate) if i < len(sentences) - 1 else 0, np.float32)
+        parts += [x, gap]
+        pos += len(x) + len(gap)
+    voiced = np.concatenate(parts)
+    total = max(int(total_s * rate), len(voiced))
+    mono = np.zeros(total, np.float32)
+    mono[: len(voiced)] = voiced
+    mono += np.random.default_rng(4321).normal(0.0, noise_rms, total).astype(np.float32)
+    pcm = (np.clip(mono, -1, 1) * 32767).round().astype("<i2")
+    path = folder / "mic-utterances-44k-stereo.wav"
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(2)
+        f.setsampwidth(2)
+        f.setframerate(rate)
+        f.writeframes(np.repeat(pcm[:, None], 2, axis=1).tobytes())
+    import soxr
+
+    reference = soxr.resample(pcm.astype(np.float32) / 32768.0, rate, 16_000, quality="HQ")
+    return Utterances(path=path, reference=reference.astype(np.float32), intervals_s=intervals)
+
+
+def align(recorded: np.ndarray, reference: np.ndarray) -> tuple[int, float]:
+    """Lag of `reference` inside `recorded` (by cross-correlation) and the normalised correlation
+    of the aligned overlap. recorded[i] ~ reference[i - lag]."""
+    from scipy.signal import correlate
+
+    rec = recorded.astype(np.float64)
+    ref = reference.astype(np.float64)
+    xc = correlate(rec, ref, mode="full", method="fft")
+    lag = int(np.argmax(xc)) - (len(ref) - 1)
+    r0, f0 = max(lag, 0), max(-lag, 0)
+    n = min(len(rec) - r0, len(ref) - f0)
+    if n <= 0:
+        return lag, 0.0
+    a, b = rec[r0:r0 + n], ref[f0:f0 + n]
+    denom = np.sqrt(np.dot(a, a) * np.dot(b, b))
+    return lag, float(np.dot(a, b) / denom) if denom > 0 else 0.0
+
+
+# -- the JupyterLab server ------------------------------------------------------------------------
+
+class KernelError(RuntimeError):
+    pass
+
+
+class Kernel:
+    """A second jupyter_client connection to a notebook's kernel, for reading its state."""
+
+    def __init__(self, kernel_id: str, connection_file: Path):
+        from jupyter_client import BlockingKernelClient
+
+        self.id = kernel_id
+        self.client = BlockingKernelClient(connection_file=str(connection_file))
+        self.client.load_connection_file()
+        self.client.start_channels()
+        self.client.wait_for_ready(timeout=60)
+
+    def exec(self, code: str, timeout: float = 60) -> str:
+        """Run code in the kernel's namespace; return its stdout; raise KernelError on an exception."""
+        kc = self.client
+        msg_id = kc.execute(code, store_history=False, allow_stdin=False)
+        out, err = [], None
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"kernel did not finish in {timeout} s: {code!r}")
+            try:
+                msg = kc.get_iopub_msg(timeout=left)
+            except Exception:  # queue.Empty
+                continue
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "stream" and content.get("name") == "stdout":
+                out.append(content["text"])
+            elif kind == "error":
+                err = "\n".join(content.get("traceback", [])) or f"{content.get('ename')}: {content.get('evalue')}"
+            elif kind == "status" and content.get("execution_state") == "idle":
+                break
+        if err is not None:
+            raise KernelError(re.sub(r"\x1b\[[0-9;]*m", "", err))
+        return "".join(out)
+
+    def eval(self, expr: str, timeout: float = 60):
+        """The JSON value of a Python expression evaluated in the kernel."""
+        marker = "@@kernel-eval@@"
+        text = self.exec(f"import json as _fw_json\nprint({marker!r} + _fw_json.dumps({expr}, default=str))", timeout)
+        line = [ln for ln in text.splitlines() if ln.startswith(marker)][-1]
+        return json.loads(line[len(marker):])
+
+    def close(self) -> None:
+        self.client.stop_channels()
+
+
+@dataclass
+class LabServer:
+    REPO = REPO
+
+    port: int
+    token: str
+    root: Path
+    runtime_dir: Path
+    log_path: Path
+    proc: subprocess.Popen
+
+    def __post_init__(self):
+        self._kernels: dict[str, Kernel] = {}
+
+    def log_tail(self, n: int = 120) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()[-n:]
+            return "\n".join(ln if len(ln) < 400 else ln[:400] + " [...]" for ln in lines)
+        except OSError:
+            return ""
+
+    def api(self, method: str, path: str, body=None):
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}", method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            data = resp.read()
+            return json.loads(data) if data else None
+
+    def url(self, notebook: str, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.port}/lab/tree/{notebook}?reset&token={self.token}"
+
+    def write_notebook(self, name: str, cells: list[str]) -> Path:
+        import nbformat
+
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["kernelspec"] = {"name": KERNEL_NAME, "display_name": "Python 3 (funasr-widget tests)",
+                                    "language": "python"}
+        nb.cells = [nbformat.v4.new_code_cell(src) for src in cells]
+        path = self.root / name
+        nbformat.write(nb, str(path))
+        return path
+
+    def session(self, notebook: str) -> dict | None:
+        for s in self.api("GET", "/api/sessions"):
+            if s.get("path") == notebook or s.get("notebook", {}).get("path") == notebook:
+                return s
+        return None
+
+    def kernel(self, notebook: str, timeout: float = 30) -> Kernel:
+        """A client on the kernel of the notebook's session (waits for the session to exist)."""
+        deadline = time.monotonic() + timeout
+        while (s := self.session(notebook)) is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no kernel session for {notebook}")
+            time.sleep(0.3)
+        kid = s["kernel"]["id"]
+        if kid not in self._kernels:
+            self._kernels[kid] = Kernel(kid, self.runtime_dir / f"kernel-{kid}.json")
+        return self._kernels[kid]
+
+    def shutdown(self, notebook: str) -> None:
+        s = self.session(notebook)
+        if s is None:
+            return
+        k = self._kernels.pop(s["kernel"]["id"], None)
+        if k:
+            k.close()
+        self.api("DELETE", f"/api/sessions/{s['id']}")
+
+    def close_kernels(self) -> None:
+        for k in self._kernels.values():
+            k.close()
+        self._kernels.clear()
+        try:
+            for s in self.api("GET", "/api/sessions"):
+                self.api("DELETE", f"/api/sessions/{s['id']}")
+        except Exception:
+            pass
+
+
+# -- a notebook in the browser ---------------------------------------------------------------------
+
+IDLE = ".jp-Notebook-ExecutionIndicator[data-status='idle']"
+WIDGET = ".jp-OutputArea-output:has(.fw-record)"
+
+
+class NotebookPage:
+    def __init__(self, lab: LabServer, browser, name: str, host: str = "127.0.0.1"):
+        self.lab, self.browser, self.name, self.host = lab, browser, name, host
+        self.console: list[str] = []
+        self.context = None
+        self.page = None
+
+    # lifecycle
+    def open(self, timeout_ms: float = 90_000) -> "NotebookPage":
+        self.context = self.browser.new_context(viewport={"width": 1280, "height": 900})
+        self.page = page = self.context.new_page()
+        page.on("console", lambda m: self.console.append(f"[{m.type}] {m.text}"))
+        page.on("pageerror", lambda e: self.console.append(f"[pageerror] {e}"))
+        # JupyterLab asks "leave site?" for an unsaved notebook on reload: say yes.
+        page.on("dialog", lambda d: d.accept())
+        page.goto(self.lab.url(self.name, self.host), timeout=timeout_ms)
+        self.wait_ready(timeout_ms)
+        return self
+
+    def wait_ready(self, timeout_ms: float = 90_000) -> None:
+        """The notebook is shown, its kernel started and connected, and idle."""
+        page = self.page
+        page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=timeout_ms)
+        page.locator(".jp-NotebookPanel-toolbar .jp-KernelName").filter(has_text="Python 3").wait_for(timeout=timeout_ms)
+        self.lab.kernel(self.name, timeout=timeout_ms / 1000)
+        self.wait_idle(timeout_ms)
+
+    def wait_idle(self, timeout_ms: float = 60_000) -> None:
+        self.page.locator(IDLE).first.wait_for(state="attached", timeout=timeout_ms)
+
+    def reload(self, timeout_ms: float = 90_000) -> None:
+        self.page.reload(timeout=timeout_ms)
+        self.wait_ready(timeout_ms)
+
+    def close(self) -> None:
+        if self.context is not None:
+            try:
+                self.context.close()
+            except Exception:
+                pass
+        try:
+            self.lab.shutdown(self.name)
+        except Exception:
+            pass
+
+    def console_text(self) -> str:
+        return "\n".join(self.console[-200:])
+
+    # cells
+    def cell(self, i: int):
+        return self.page.locator(".jp-Notebook .jp-Cell").nth(i)
+
+    def run_cell(self, i: int, timeout_ms: float = 60_000) -> None:
+        """Click into cell i, Shift+Enter, wait until it has run (execution count shown, kernel idle)."""
+        cell = self.cell(i)
+        cell.locator(".jp-InputArea-editor").click()
+        before = cell.locator(".jp-InputPrompt").inner_text()
+        self.page.keyboard.press("Shift+Enter")
+        deadline = time.monotonic() + timeout_ms / 1000
+        while True:
+            prompt = cell.locator(".jp-InputPrompt").inner_text().strip()
+            if re.search(r"\[\d+\]", prompt) and prompt != before.strip():
+                break
+            if time.monotonic() > deadline:
+                self.page.screenshot(path=str(ARTIFACTS / f"timeout-{self.name}-cell{i}.png"))
+                raise TimeoutError(f"cell {i} did not finish (prompt {prompt!r})")
+            time.sleep(0.1)
+        self.wait_idle(timeout_ms)
+
+    # the widget
+    def widget(self):
+        return self.page.locator(WIDGET).last
+
+    def wait_widget(self, timeout_ms: float = 30_000):
+        w = self.widget()
+        try:
+            w.locator(".fw-record").wait_for(state="visible", timeout=timeout_ms)
+        except Exception as err:
+            outputs = self.page.locator(".jp-Notebook .jp-OutputArea").all_inner_texts()
+            self.page.screenshot(path=str(ARTIFACTS / f"no-widget-{self.name}.png"))
+            raise AssertionError(f"the widget did not render; cell outputs: {outputs}") from err
+        return w
+
+    def screenshot(self, name: str) -> Path:
+        ARTIFACTS.mkdir(exist_ok=True)
+        path = ARTIFACTS / name
+        self.widget().screenshot(path=str(path))
+        return path
+
+    def kernel(self) -> Kernel:
+        return self.lab.kernel(self.name)
+
+    def meter_percent(self) -> float:
+        """The level meter's fill, in % of the meter (from its style width, else its box)."""
+        return self.widget().locator(".fw-meter-fill").evaluate(
+            """el => {
+                 const w = el.style.width;
+                 if (w && w.endsWith('%')) return parseFloat(w);
+                 const p = el.parentElement.getBoundingClientRect().width;
+                 return p ? 100 * el.getBoundingClientRect().width / p : 0;
+               }""")
