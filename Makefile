@@ -10,7 +10,7 @@ APT_PACKAGES := chromium espeak-ng sox
 .PHONY: lab test test-python test-js setup system python js models clean
 
 lab: setup
-	$(PY) -m jupyter lab --ip=127.0.0.1 --port=$(PORT) --no-browser \
+	FUNASR_WIDGET_MODELS=$(CURDIR)/models $(PY) -m jupyter lab --ip=127.0.0.1 --port=$(PORT) --no-browser \
 		--ServerApp.root_dir=notebooks notebooks/01_live_dictation.ipynb
 
 test: setup test-js test-python

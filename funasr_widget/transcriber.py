@@ -45,6 +45,7 @@ class Transcriber(anywidget.AnyWidget):
     segments = t.List().tag(sync=True)
     text = t.Unicode("").tag(sync=True)
 
+    vad = t.Unicode("").tag(sync=True)  # the VAD backend's name, read-only
     # VAD knobs: a change takes effect from the next segment.
     end_silence_ms = t.Int(VAD_DEFAULTS["end_silence_ms"]).tag(sync=True)
     speech_threshold = t.Float(VAD_DEFAULTS["speech_threshold"]).tag(sync=True)
@@ -58,8 +59,8 @@ class Transcriber(anywidget.AnyWidget):
         `options` go to the model where it supports them (language, use_itn,
         hotword, punctuation, trust_remote_code).
         """
-        super().__init__()
-        self._vad, self._options = vad, options
+        super().__init__(vad=vad)
+        self._options = options
         self._callbacks: list[Callable[[dict], None]] = []
         self._recognizer = Recognizer(model, vad, device, self._vad_params(), self._on_event, **options)
         self._session = AudioSession(max_seconds, sink=self._recognizer.push)
@@ -92,6 +93,8 @@ class Transcriber(anywidget.AnyWidget):
             self.status = payload
         elif kind == "error":
             self.error = payload
+            if payload["code"] == "vad-failed":
+                self.vad = "energy"  # what the recognizer fell back to
 
     def _on_recording(self, change) -> None:
         # The front end sends the final chunk before it clears `recording`, so this
@@ -178,7 +181,7 @@ class Transcriber(anywidget.AnyWidget):
         """
         self.wait()
         info = self.model_info
-        segments = transcribe(self.audio, SAMPLE_RATE, model=info.get("name", "auto"), vad=self._vad,
+        segments = transcribe(self.audio, SAMPLE_RATE, model=info.get("name", "auto"), vad=self.vad,
                               device=info.get("device", "auto"), **self._vad_params(), **self._options)
         self.segments = segments
         self.text = _joined(segments)

@@ -251,8 +251,9 @@ function render({ model, el }) {
   }
 
   function renderThreshold() {
+    // The line is the energy VAD's own decision level: other VADs do not use it.
     const db = model.get("energy_threshold_db");
-    const known = typeof db === "number" && Number.isFinite(db);
+    const known = model.get("vad") === "energy" && typeof db === "number" && Number.isFinite(db);
     ui.threshold.hidden = !known;
     if (known) ui.threshold.style.left = `${meterPercent(db)}%`;
   }
@@ -344,6 +345,7 @@ function render({ model, el }) {
     ["change:segments", renderSegments],
     ["change:partial", renderPartial],
     ["change:energy_threshold_db", renderThreshold],
+    ["change:vad", renderThreshold],
     ["change:device_id", refreshDevices],
     ["msg:custom", onCustom],
   ];
