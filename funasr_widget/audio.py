@@ -98,11 +98,11 @@ class Recording:
 
 
 def write_wav(path, samples: np.ndarray, rate: int = SAMPLE_RATE) -> Path:
-    """Write mono 16-bit PCM."""
+    """Write 16-bit PCM: mono from a 1-D array, or (frames, channels)."""
     path = Path(path)
     pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2")
     with wave.open(str(path), "wb") as f:
-        f.setnchannels(1)
+        f.setnchannels(1 if pcm.ndim == 1 else pcm.shape[1])
         f.setsampwidth(2)
         f.setframerate(rate)
         f.writeframes(pcm.tobytes())

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from funasr_widget.audio import read_audio, resample, write_wav
+
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -76,17 +78,13 @@ def make_speech(folder: Path) -> SpeechFile:
     mic = np.zeros((total, 2), np.float32)
     mic[: len(x)] = x[:total]
     mic += np.random.default_rng(1234).normal(0.0, NOISE_RMS, (total, 1)).astype(np.float32)
-    pcm = (np.clip(mic, -1, 1) * 32767).round().astype("<i2")
-    path = folder / "mic-44k-stereo.wav"
-    with wave.open(str(path), "wb") as f:
-        f.setnchannels(2)
-        f.setsampwidth(2)
-        f.setframerate(rate)
-        f.writeframes(pcm.tobytes())
-    import soxr
+    path = write_wav(folder / "mic-44k-stereo.wav", mic, rate)
+    return SpeechFile(path=path, reference=reference_16k(path), speech_s=speech_s)
 
-    reference = soxr.resample(pcm.astype(np.float32).mean(axis=1) / 32768.0, rate, 16_000, quality="HQ")
-    return SpeechFile(path=path, reference=reference.astype(np.float32), speech_s=speech_s)
+
+def reference_16k(path: Path) -> np.ndarray:
+    """What the kernel should receive from the fake microphone playing `path`: mono, 16 kHz."""
+    return resample(*read_audio(path))
 
 
 @dataclass
@@ -130,17 +128,8 @@ def make_utterances(folder: Path, sentences: list[str], lead_s: float = 0.5, gap
     mono = np.zeros(total, np.float32)
     mono[: len(voiced)] = voiced
     mono += np.random.default_rng(4321).normal(0.0, noise_rms, total).astype(np.float32)
-    pcm = (np.clip(mono, -1, 1) * 32767).round().astype("<i2")
-    path = folder / "mic-utterances-44k-stereo.wav"
-    with wave.open(str(path), "wb") as f:
-        f.setnchannels(2)
-        f.setsampwidth(2)
-        f.setframerate(rate)
-        f.writeframes(np.repeat(pcm[:, None], 2, axis=1).tobytes())
-    import soxr
-
-    reference = soxr.resample(pcm.astype(np.float32) / 32768.0, rate, 16_000, quality="HQ")
-    return Utterances(path=path, reference=reference.astype(np.float32), intervals_s=intervals)
+    path = write_wav(folder / "mic-utterances-44k-stereo.wav", np.repeat(mono[:, None], 2, axis=1), rate)
+    return Utterances(path=path, reference=reference_16k(path), intervals_s=intervals)
 
 
 def align(recorded: np.ndarray, reference: np.ndarray) -> tuple[int, float]:
@@ -406,3 +395,15 @@ class NotebookPage:
                  const p = el.parentElement.getBoundingClientRect().width;
                  return p ? 100 * el.getBoundingClientRect().width / p : 0;
                }""")
+
+
+def wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.1):
+    """Poll `predicate` until it returns something truthy; fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(interval_s)

@@ -17,7 +17,7 @@ import time
 import numpy as np
 import pytest
 
-from browser_harness import ARTIFACTS, INSECURE_HOST, align
+from browser_harness import ARTIFACTS, INSECURE_HOST, align, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -47,17 +47,6 @@ def click_record(nb, expect: str = "Stop", timeout_s: float = 15) -> None:
     """Click the Record/Stop button and wait until it reads `expect`."""
     nb.widget().locator(".fw-record").click()
     wait_for(lambda: expect in button(nb), timeout_s, f"button to read {expect!r} (reads {button(nb)!r})")
-
-
-def wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.1):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(interval_s)
 
 
 def seconds(clock: str) -> int:

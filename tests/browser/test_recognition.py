@@ -17,7 +17,7 @@ import time
 import numpy as np
 import pytest
 
-from browser_harness import ARTIFACTS, align, make_utterances
+from browser_harness import ARTIFACTS, align, make_utterances, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -49,17 +49,6 @@ def sentences_browser(launch_browser, utterances):
     browser = launch_browser(grant_mic=True, wav=utterances.path)
     yield browser
     browser.close()
-
-
-def wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.1):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(interval_s)
 
 
 def click_record(nb, expect: str, timeout_s: float = 15) -> None:
