@@ -4,14 +4,15 @@ PY := .venv/bin/python
 PORT ?= 8888
 # GPU machines take PyTorch's normal (CUDA) build; elsewhere the CPU build pinned here.
 TORCH ?= $(if $(shell command -v nvidia-smi),torch,torch==2.13.0)
-SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+ROOT := $(filter 0,$(shell id -u))
+SUDO := $(if $(ROOT),,sudo)
 APT_PACKAGES := chromium espeak-ng sox
 
 .PHONY: lab test test-python test-js setup system python js models clean
 
 lab: setup
 	FUNASR_WIDGET_MODELS=$(CURDIR)/models $(PY) -m jupyter lab --ip=127.0.0.1 --port=$(PORT) --no-browser \
-		--ServerApp.root_dir=notebooks notebooks/01_live_dictation.ipynb
+		$(if $(ROOT),--allow-root) --ServerApp.root_dir=notebooks notebooks/01_live_dictation.ipynb
 
 test: setup test-js test-python
 
@@ -38,7 +39,7 @@ python: .venv/.installed
 	touch $@
 
 js: funasr_widget/static/widget.js
-funasr_widget/static/widget.js: package.json package-lock.json $(wildcard js/*.js js/*.mjs js/*.css)
+funasr_widget/static/widget.js: package.json package-lock.json js/package.json $(wildcard js/*.js js/*.mjs js/*.css)
 	npm ci --no-audit --no-fund
 	npm run build
 
