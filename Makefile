@@ -44,7 +44,7 @@ funasr_widget/static/widget.js: package.json package-lock.json js/package.json $
 	npm run build
 
 models: python
-	$(PY) -m tests.tiny_models --out models fsmn-vad
+	$(PY) -m funasr_widget.samples --out models fsmn-vad
 
 clean:
 	rm -rf .venv node_modules funasr_widget/static test-artifacts

