@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import tempfile
 import threading
 import wave
 from pathlib import Path
@@ -56,37 +57,46 @@ def resample(samples: np.ndarray, rate: int) -> np.ndarray:
 class Recording:
     """The session's audio (float32, 16 kHz), kept up to `max_seconds`.
 
-    Audio past the cap is counted in `dropped_seconds`, not stored, so an
-    all-day session keeps its memory bounded. Thread-safe: the message handler
-    appends while the notebook reads.
+    The samples live in an anonymous temporary file, not in RAM: an hour is
+    230 MB, which a kernel should not hold for a feature most sessions read
+    once. Audio past the cap is counted in `dropped_seconds`, not stored.
+    Thread-safe: the message handler appends while the notebook reads.
     """
 
     def __init__(self, max_seconds: float = 3600.0):
         self.max_samples = int(max_seconds * SAMPLE_RATE)
         self._lock = threading.Lock()
-        self.clear()
+        self._file = tempfile.TemporaryFile(prefix="funasr-widget-")  # deleted when closed
+        self._kept = 0
+        self._dropped = 0
 
     def clear(self) -> None:
         with self._lock:
-            self._blocks: list[np.ndarray] = []
+            self._file.truncate(0)
             self._kept = 0
             self._dropped = 0
 
     def append(self, samples: np.ndarray) -> None:
         with self._lock:
-            room = self.max_samples - self._kept
-            keep = samples[: max(room, 0)]
+            keep = samples[: max(self.max_samples - self._kept, 0)]
             if len(keep):
-                self._blocks.append(np.array(keep, dtype=np.float32))
+                self._file.seek(self._kept * 4)
+                self._file.write(np.ascontiguousarray(keep, dtype="<f4").tobytes())
                 self._kept += len(keep)
             self._dropped += len(samples) - len(keep)
 
+    def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Samples [start, stop) of the recording."""
+        with self._lock:
+            stop = self._kept if stop is None else min(stop, self._kept)
+            if stop <= start:
+                return np.zeros(0, np.float32)
+            self._file.seek(start * 4)
+            return np.frombuffer(self._file.read((stop - start) * 4), "<f4").astype(np.float32)
+
     @property
     def samples(self) -> np.ndarray:
-        with self._lock:
-            if len(self._blocks) > 1:  # merge so later reads are one copy, not many
-                self._blocks = [np.concatenate(self._blocks)]
-            return self._blocks[0].copy() if self._blocks else np.zeros(0, np.float32)
+        return self.read()
 
     @property
     def seconds(self) -> float:

@@ -146,3 +146,33 @@ def test_wav_round_trip(tmp_path):
     assert rate == RATE
     np.testing.assert_allclose(y, x, atol=1 / 16384)
     np.testing.assert_allclose(resample(x, RATE), x)
+
+
+def test_recording_reads_ranges_and_clears():
+    rec = Recording(max_seconds=10)
+    x = np.arange(48000, dtype=np.float32) / 48000
+    rec.append(x[:20000])
+    rec.append(x[20000:])
+    np.testing.assert_array_equal(rec.samples, x)
+    np.testing.assert_array_equal(rec.read(100, 200), x[100:200])
+    assert len(rec.read(47990, 60000)) == 10 and len(rec.read(5, 5)) == 0
+    rec.clear()
+    assert len(rec.samples) == 0 and rec.seconds == 0
+    rec.append(x[:10])
+    np.testing.assert_array_equal(rec.samples, x[:10])
+
+
+def resident_mb() -> float:
+    import os
+
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def test_recording_does_not_hold_the_audio_in_memory():
+    rec = Recording(max_seconds=600)
+    block = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)
+    before = resident_mb()
+    for _ in range(300):  # 5 minutes: 19 MB of samples
+        rec.append(block)
+    assert rec.seconds == 300 and resident_mb() - before < 5
