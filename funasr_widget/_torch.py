@@ -149,10 +149,13 @@ def auto_model(path: Path, device: str, **kwargs) -> Any:
             "folder, then fetch or copy the model again.",
         ) from exc
     # Dither adds random noise to the features (a training aid): off, so the same
-    # audio gives the same text on every path (live, offline, funasr's own).
-    frontend = model.kwargs.get("frontend")
-    if frontend is not None and hasattr(frontend, "dither"):
-        frontend.dither = 0.0
+    # audio gives the same text on every path (live, offline, funasr's own). funasr
+    # restores its kwargs from a snapshot before every generate(), so the snapshot's
+    # frontend needs it too.
+    for kwargs in [model.kwargs, *getattr(model, "_base_kwargs_map", {}).values()]:
+        frontend = kwargs.get("frontend")
+        if frontend is not None and hasattr(frontend, "dither"):
+            frontend.dither = 0.0
     return model
 
 

@@ -1,7 +1,6 @@
 """The recognition pipeline end to end: real FSMN-VAD weights, tiny real-architecture
 ASR models through funasr's own code, audio fed from Python as the microphone would."""
 
-import difflib
 import re
 import time
 
@@ -44,26 +43,19 @@ def test_one_segment_per_utterance_with_tight_boundaries(sensevoice, speech):
     assert sensevoice.partial == ""
 
 
-def same_text(a: str, b: str) -> bool:
-    # Random-weight tiny models put near-ties in the CTC argmax, and funasr's own
-    # generate() on the very same samples flips a character between calls now and
-    # then (measured): boundaries must match exactly, text nearly.
-    return difflib.SequenceMatcher(None, a, b).ratio() >= 0.9
-
-
 def test_live_offline_and_funasr_agree(sensevoice, speech):
     """feed() in chunks, transcribe(), and AutoModel.generate on each segment's samples."""
     feed_live(sensevoice, speech.samples, chunk=1234)  # an odd chunk size: blocks are re-cut
     live = sensevoice.segments
     offline = transcribe(speech.samples, 16000, model="sensevoice-small", vad="fsmn-vad", device="cpu")
-    assert [(s["start"], s["end"]) for s in live] == [(s["start"], s["end"]) for s in offline]
+    assert [(s["start"], s["end"], s["text"]) for s in live] == [(s["start"], s["end"], s["text"]) for s in offline]
     engine = load_engine("sensevoice-small", device="cpu")
     assert engine is load_engine("sensevoice-small", device="cpu")  # one model per kernel
-    for seg, off in zip(live, offline):
+    for seg in live:
         samples = speech.samples[int(seg["start"] * 16000):int(seg["end"] * 16000)]
         direct = engine.model.generate(input=samples, language="auto", use_itn=True)[0]["text"]
-        direct = re.sub(r"<\|[^|]*\|>", "", direct).strip()  # funasr's raw text carries <|lang|> tags
-        assert seg["text"] and same_text(seg["text"], off["text"]) and same_text(seg["text"], direct)
+        direct = " ".join(re.sub(r"<\|[^|]*\|>", "", direct).split())  # drop funasr's <|lang|> tags
+        assert seg["text"] and seg["text"] == direct
 
 
 def test_transcribe_a_file(models_at, speech, tmp_path):
