@@ -81,6 +81,13 @@ class _ThreadMutedStdout:
         return getattr(self.target, name)
 
 
+def _from_loud_thread(record: logging.LogRecord) -> bool:
+    """Root-logger filter: drop funasr's chatter (INFO, and WARNINGs such as
+    'trust_remote_code: False') from muted threads; errors still show. funasr logs
+    through the root logger, and another thread's load may have configured a handler."""
+    return record.levelno >= logging.ERROR or record.thread not in _muted
+
+
 @contextmanager
 def quiet() -> Iterator[io.StringIO]:
     """Capture this thread's prints (funasr prints notices to stdout) and undo funasr's
@@ -92,6 +99,7 @@ def quiet() -> Iterator[io.StringIO]:
         if not _muted:
             _saved_logging = (root.level, list(root.handlers))
             sys.stdout = _ThreadMutedStdout(sys.stdout)
+            root.addFilter(_from_loud_thread)
         outer = _muted.get(ident)
         _muted[ident] = captured
     try:
@@ -103,6 +111,7 @@ def quiet() -> Iterator[io.StringIO]:
             else:
                 _muted[ident] = outer
             if not _muted:
+                root.removeFilter(_from_loud_thread)
                 root.setLevel(_saved_logging[0])
                 root.handlers[:] = _saved_logging[1]
                 if isinstance(sys.stdout, _ThreadMutedStdout):

@@ -1,5 +1,6 @@
 // Bundles the front end: the worklet first (as text, since it is loaded from a Blob URL),
-// then the widget module with that text defined as WORKLET_SOURCE, then the stylesheet.
+// then the widget module with that text defined as WORKLET_SOURCE, then the stylesheet;
+// and the VadExplorer's module and stylesheet.
 import * as esbuild from "esbuild";
 
 const out = "funasr_widget/static";
@@ -16,3 +17,5 @@ await esbuild.build({
 });
 
 await esbuild.build({ ...common, entryPoints: ["js/widget.css"], outfile: `${out}/widget.css` });
+
+await esbuild.build({ ...common, entryPoints: ["js/explorer.js", "js/explorer.css"], outdir: out, format: "esm" });
