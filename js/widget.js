@@ -289,7 +289,9 @@ function render({ model, el }) {
       for (const seg of model.get("segments") || []) {
         // A segment without text: speech the VAD found while no model was loaded.
         const text = seg.text || `(speech ${clock(seg.start)}–${clock(seg.end)}, not transcribed)`;
-        finals.append(h("div", "fw-final", { textContent: `[${clock(seg.start)}] ${text}` }));
+        const line = h("div", "fw-final");
+        line.append(h("span", "fw-time", { textContent: `[${clock(seg.start)}]` }), text);
+        finals.append(line);
       }
       ui.transcript.replaceChildren(finals, ui.partial);
     });
