@@ -141,6 +141,9 @@ def test_record_speech(lab, mic_browser, notebook, speech, tmp_path):
     assert len({round(m, 1) for m in run["meter"]}) >= 3 and max(run["meter"]) > 30, run["meter"]
     assert seconds(run["clocks"][0]) <= 1 and seconds(run["clocks"][-1]) >= 4, run["clocks"]
     assert run["screenshot"] is not None and run["screenshot"].exists()
+    # the energy VAD's threshold (-45 dBFS on the -60..0 meter) is drawn where the level is read
+    threshold = nb.widget().locator(".fw-threshold")
+    assert threshold.is_visible() and threshold.evaluate("e => e.style.left") == "25%"
     # and the level made it to the kernel's stats
     assert stats["level_db"] is not None and stats["latency_ms_p50"] is not None, stats
 
