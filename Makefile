@@ -8,7 +8,7 @@ ROOT := $(filter 0,$(shell id -u))
 SUDO := $(if $(ROOT),,sudo)
 APT_PACKAGES := chromium espeak-ng sox
 
-.PHONY: lab test test-python test-js setup system python js models clean
+.PHONY: lab test test-python test-js bench setup system python js models clean
 
 lab: setup
 	FUNASR_WIDGET_MODELS=$(CURDIR)/models $(PY) -m jupyter lab --ip=127.0.0.1 --port=$(PORT) --no-browser \
@@ -21,6 +21,10 @@ test-js: js
 
 test-python: python models
 	$(PY) -m pytest
+
+# Benchmarks (bench/README.md): about 11 minutes on 2 cores; writes bench/RESULTS.md.
+bench: setup
+	$(PY) -m bench
 
 setup: system python js models
 

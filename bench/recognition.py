@@ -1,114 +1,177 @@
-"""Recognition figures on this machine: end-of-speech to final segment, partial rate, and
-the pipeline's CPU time against funasr's own AutoModel(model=..., vad_model=...).generate.
+"""Recognition latency: the scripted utterances fed to a Transcriber in real time.
 
-    .venv/bin/python bench/recognition.py --models DIR
+Each 100 ms chunk is fed when its last sample would have been captured (t0 + end of
+chunk), through ``Transcriber.feed`` (the microphone's path after the wire). Figures per
+utterance (its speech interval is known: espeak's loud span):
 
-DIR holds fsmn-vad and an ASR model folder (make one with
-`python -m funasr_widget.samples --out DIR fsmn-vad sensevoice-small`: tiny random weights, so
-the figures show our overhead, not a real model's compute cost).
+* onset -> first partial: from the moment the speech's first sample was captured to the
+  first non-empty ``partial`` trait for it; "beyond" subtracts one chunk (600 ms for the
+  streaming model, whose first text needs a full decoding step; 100 ms, one capture chunk,
+  for a segment model, re-decoding the open segment) and the model's own time for the
+  decode that produced it;
+* end of speech -> final segment: from the capture of the speech's last sample to the
+  segment callback; "beyond the end silence" subtracts the configured 700 ms, and is
+  compared with the model's own time for that segment's final decode.
+
+The model's own times are measured on the engine the widget uses (timers wrapped around
+its decode calls, in this process). The VAD's share is shown apart: when the same audio
+in 100 ms blocks makes FSMN-VAD emit each start and end (its detection delay).
 """
 
 from __future__ import annotations
 
-import argparse
-import subprocess
-import tempfile
+import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 
-SENTENCES = ["The quick brown fox jumps over the lazy dog.", "Speech recognition turns sound into text.",
-             "Every segment ends after a short pause.", "A widget shows the words as they come."]
+from . import common
+
+BLOCK = 1600
 
 
-def speech() -> tuple[np.ndarray, list[int]]:
-    """Sentences with 2 s pauses; returns the audio and each sentence's end (sample index)."""
-    from funasr_widget.audio import read_audio, resample
+def _timed(engine) -> list:
+    """Wrap the engine's decode calls with timers: [(start, end, samples, final)]."""
+    calls: list = []
+    lock = threading.Lock()
 
-    parts, ends, pos = [np.zeros(8000, np.float32)], [], 8000
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, text in enumerate(SENTENCES):
-            path = Path(tmp) / f"{i}.wav"
-            subprocess.run(["espeak-ng", "-w", str(path), text], check=True)
-            x, rate = read_audio(path)
-            x = resample(x, rate)
-            loud = np.flatnonzero(np.abs(x) > 0.01)
-            x = x[: loud[-1] + 1]
-            parts += [x, np.zeros(32000, np.float32)]
-            pos += len(x)
-            ends.append(pos)
-            pos += 32000
-    audio = np.concatenate(parts)
-    return audio + np.random.default_rng(0).normal(0, 1e-3, len(audio)).astype(np.float32), ends
+    def wrap(fn, final_of):
+        def timed(*args, **kwargs):
+            start = time.monotonic()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                with lock:
+                    calls.append((start, time.monotonic(), final_of(args, kwargs)))
+        return timed
+
+    if engine.streaming:
+        engine.accept = wrap(engine.accept, lambda a, k: k.get("final", a[2] if len(a) > 2 else False))
+    else:
+        engine.transcribe = wrap(engine.transcribe, lambda a, k: None)
+    return calls
 
 
-def live(audio: np.ndarray, ends: list[int], model: str) -> dict:
-    """Feed in real time, 100 ms chunks; time each final segment against its speech end."""
+def _unwrap(engine) -> None:
+    for name in ("accept", "transcribe"):
+        engine.__dict__.pop(name, None)
+
+
+def vad_detection(samples: np.ndarray, end_silence_ms: int) -> list[tuple[str, int, float]]:
+    """(kind, event ms, s at which the VAD emitted it) for 100 ms blocks, offline."""
+    from funasr_widget.vad import create_vad
+
+    vad = create_vad("fsmn-vad", end_silence_ms=end_silence_ms)
+    out = []
+    for i in range(0, len(samples), BLOCK):
+        for e in vad.accept(samples[i:i + BLOCK], final=i + BLOCK >= len(samples)):
+            out.append((e.kind, e.ms, min(i + BLOCK, len(samples)) / common.RATE))
+    return out
+
+
+def live(name: str, info: dict, script: common.Script, device: str, hook=None) -> dict:
     from funasr_widget import Transcriber
+    from funasr_widget.asr import load_engine
 
-    w = Transcriber(model=model, vad="fsmn-vad", device="cpu")
-    assert w.wait(timeout=300) and w.model_state == "ready", w.model_info
-    arrivals, partials = [], []
-    w.on_segment(lambda seg: arrivals.append(time.monotonic()))
-    w.observe(lambda c: c["new"] and partials.append(time.monotonic()), "partial")
-    t0 = time.monotonic()
-    for i in range(0, len(audio), 1600):
-        time.sleep(max(t0 + i / 16000 - time.monotonic(), 0))
-        w.feed(audio[i:i + 1600])
-    w.feed(np.zeros(0, np.float32), final=True)
-    w.wait()
-    spoken = sum(seg["end"] - seg["start"] for seg in w.segments)
-    latency = [(a - (t0 + e / 16000)) * 1000 for a, e in zip(arrivals, ends)]
-    w.close()
-    return {"segments": len(w.segments), "latency_ms": latency, "end_silence_ms": w.end_silence_ms,
-            "partials_per_s": len(partials) / spoken}
+    engine = load_engine(info["path"], device=device)
+    if hook:
+        hook(engine.model)
+    calls = _timed(engine)
+    w = Transcriber(model=info["path"], vad="fsmn-vad", device=device)
+    try:
+        assert w.wait(timeout=600) and w.model_state == "ready", w.model_info
+        end_silence = w.end_silence_ms
+        partials, segments = [], []
+        w.observe(lambda c: partials.append((time.monotonic(), c["new"])), "partial")
+        w.on_segment(lambda seg: segments.append((time.monotonic(), seg)))
+        calls.clear()
+        x = script.samples
+        c0 = time.process_time()
+        t0 = time.monotonic()
+        for i in range(0, len(x), BLOCK):
+            chunk = x[i:i + BLOCK]
+            time.sleep(max(t0 + (i + len(chunk)) / common.RATE - time.monotonic(), 0))
+            w.feed(chunk)
+        w.feed(np.zeros(0, np.float32), final=True)
+        fed_s = time.monotonic() - t0
+        assert w.wait(timeout=600)
+        cpu_s = time.process_time() - c0
+    finally:
+        w.close()
+        _unwrap(engine)
+
+    chunk_ms = 600 if engine.streaming else 100
+    events = vad_detection(x, end_silence)
+    rows = []
+    for k, (beg, end) in enumerate(script.intervals_ms):
+        onset_t, end_t = t0 + beg / 1000, t0 + end / 1000
+        nxt = t0 + script.intervals_ms[k + 1][0] / 1000 if k + 1 < len(script.intervals_ms) else float("inf")
+        mine = [(t, s) for t, s in segments if s["start"] * 1000 < end and s["end"] * 1000 > beg]
+        final_t = mine[-1][0] if mine else None
+        first = next(((t, p) for t, p in partials if p and onset_t - 0.5 <= t < min(nxt, final_t or nxt)), None)
+        row = {"onset_ms": beg, "end_ms": end, "segments": len(mine)}
+        if first:
+            call = max((c for c in calls if c[1] <= first[0] + 1e-6), key=lambda c: c[1], default=None)
+            model_ms = (call[1] - call[0]) * 1000 if call else None
+            row["first_partial_ms"] = (first[0] - onset_t) * 1000
+            row["partial_model_ms"] = model_ms
+            row["first_partial_beyond_ms"] = row["first_partial_ms"] - chunk_ms - (model_ms or 0)
+        if final_t is not None:
+            call = max((c for c in calls if c[1] <= final_t + 1e-6), key=lambda c: c[1], default=None)
+            model_ms = (call[1] - call[0]) * 1000 if call else None
+            row["final_ms"] = (final_t - end_t) * 1000
+            row["final_beyond_silence_ms"] = row["final_ms"] - end_silence
+            row["final_model_ms"] = model_ms
+            row["final_excess_ms"] = row["final_beyond_silence_ms"] - 1.5 * (model_ms or 0)
+        starts = [e for e in events if e[0] == "start" and beg - 1000 <= e[1] <= end]
+        ends = [e for e in events if e[0] == "end" and beg <= e[1] <= end + end_silence + 1000]
+        if starts:
+            row["vad_start_detect_ms"] = (starts[0][2] * 1000) - beg
+        if ends:
+            row["vad_end_detect_ms"] = (ends[-1][2] * 1000) - end
+        # What is left for the pipeline itself once the VAD and the model have had theirs.
+        if "final_ms" in row and ends:
+            row["final_overhead_ms"] = row["final_ms"] - row["vad_end_detect_ms"] - (row["final_model_ms"] or 0)
+        if "first_partial_ms" in row and starts and not engine.streaming:
+            row["partial_overhead_ms"] = (row["first_partial_ms"] - row["vad_start_detect_ms"]
+                                          - (row["partial_model_ms"] or 0))
+        rows.append(row)
+    speech_s = sum(s["end"] - s["start"] for _, s in segments)
+    col = lambda key: common.summary([r.get(key) for r in rows])  # noqa: E731
+    return {
+        "model": name, "params": info["params"], "weights": info["weights"],
+        "streaming": engine.streaming, "chunk_ms": chunk_ms, "end_silence_ms": end_silence,
+        "audio_s": script.seconds, "fed_s": fed_s, "cpu_s": cpu_s,
+        "utterances": len(rows), "segments": len(segments),
+        "partials_per_speech_s": sum(1 for _, p in partials if p) / max(speech_s, 1e-9),
+        "first_partial_ms": col("first_partial_ms"), "partial_model_ms": col("partial_model_ms"),
+        "first_partial_beyond_ms": col("first_partial_beyond_ms"),
+        "final_ms": col("final_ms"), "final_beyond_silence_ms": col("final_beyond_silence_ms"),
+        "final_model_ms": col("final_model_ms"), "final_excess_ms": col("final_excess_ms"),
+        "vad_start_detect_ms": col("vad_start_detect_ms"), "vad_end_detect_ms": col("vad_end_detect_ms"),
+        "final_overhead_ms": col("final_overhead_ms"), "partial_overhead_ms": col("partial_overhead_ms"),
+        "rows": rows,
+    }
 
 
-def cpu_seconds(fn) -> float:
-    start = time.process_time()
-    fn()
-    return time.process_time() - start
+def main(argv=None) -> None:
+    parser = common.part_args(__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=["sensevoice-small", "paraformer-zh-streaming"])
+    args = parser.parse_args(argv)
+    common.quiet_funasr()
+    from . import models as bench_models
 
-
-def throughput(audio: np.ndarray, models_dir: Path, model: str) -> dict:
-    """Process CPU time of our offline path against funasr's own VAD+ASR batch path."""
-    from funasr import AutoModel
-
-    from funasr_widget import transcribe
-    from funasr_widget._torch import threads
-
-    transcribe(audio[:16000], 16000, model=model, vad="fsmn-vad", device="cpu")  # load once, shared
-    ours = cpu_seconds(lambda: transcribe(audio, 16000, model=model, vad="fsmn-vad", device="cpu"))
-    theirs_model = AutoModel(model=str(models_dir / model), vad_model=str(models_dir / "fsmn-vad"),
-                             vad_kwargs={"max_end_silence_time": 700}, device="cpu", ncpu=threads(),
-                             disable_update=True, disable_pbar=True)
-    theirs_model.generate(input=audio[:16000])
-    theirs = cpu_seconds(lambda: theirs_model.generate(input=audio))
-    return {"ours_cpu_s": ours, "funasr_cpu_s": theirs, "ratio": ours / theirs}
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", type=Path, required=True)
-    parser.add_argument("--model", default="sensevoice-small")
-    args = parser.parse_args()
-    from funasr_widget import models
-
-    models.set_models_dir(args.models)
-    audio, ends = speech()
-    result = live(audio, ends, args.model)
-    lat = np.array(result["latency_ms"])
-    beyond = lat - result["end_silence_ms"]
-    print(f"{result['segments']} segments for {len(ends)} sentences ({len(audio) / 16000:.1f} s of audio)")
-    print(f"end of speech -> final segment: p50 {np.percentile(lat, 50):.0f} ms, max {lat.max():.0f} ms; "
-          f"beyond the {result['end_silence_ms']} ms end silence: p50 {np.percentile(beyond, 50):.0f} ms, "
-          f"max {beyond.max():.0f} ms")
-    print(f"partial updates: {result['partials_per_s']:.2f} per second of speech")
-    t = throughput(audio, args.models, args.model)
-    print(f"CPU time, ours {t['ours_cpu_s']:.2f} s vs funasr AutoModel(vad_model=...).generate "
-          f"{t['funasr_cpu_s']:.2f} s: ratio {t['ratio']:.2f}")
+    infos = common.models_for(args.models, args.cache, tiny=args.tiny)
+    common.use_vad_folder(infos["fsmn-vad"])
+    s = common.script(quick=args.quick)
+    results = []
+    for name in args.models:
+        print(f"recognition: {name} on {args.device}, {s.seconds:.0f} s in real time ...", file=sys.stderr)
+        hook = bench_models.fix_generated_tokens if name == "fun-asr-nano" else None
+        results.append(live(name, infos[name], s, args.device, hook))
+    common.write(args, {"device": args.device, "device_name": common.device_name(args.device),
+                        "audio_s": s.seconds, "models": results})
 
 
 if __name__ == "__main__":

@@ -3,7 +3,13 @@
 One thread per widget owns the VAD and drives the ASR engine; the comm handler
 only enqueues. Audio is cut into fixed 100 ms blocks before the VAD, so the
 same audio gives the same segments whether it came in browser chunks, from
-`feed()` in any piece size, or from a file.
+`feed()` in any piece size, or from a file. When audio has queued up (a file
+transcribed offline, or a live stream catching up after a long decode), the
+worker takes up to MAX_BATCH_S of it at once: the VAD gets all its whole blocks
+in one call, which costs a fraction of one call per block and gives the same
+events (a VAD's events do not depend on how its input is cut); the blocks are
+then replayed one by one, each event applied at the block holding its time, so
+segments, their audio and a streaming model's partials come as they would live.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import numpy as np
 SAMPLE_RATE = 16_000
 BLOCK = 1600  # 100 ms
 HISTORY_S = 5.0  # audio kept before a segment opens: VAD start events look back in time
+MAX_BATCH_S = 10.0  # queued audio taken in one step when behind
 
 Emit = Callable[[str, object], None]
 
@@ -60,6 +67,7 @@ class Pipeline:
         self._engine = None
         self._engine_failed = False
         self._queue: queue.Queue = queue.Queue()
+        self._next_item: tuple | None = None  # taken from the queue while batching, not yet run
         self._done = threading.Condition()
         self._pushed = 0
         self._processed = 0
@@ -72,6 +80,8 @@ class Pipeline:
         self._closed: list[_Segment] = []  # waiting for the engine
         self._next_id = 0
         self._last_partial = 0.0
+        self._partial_pos = 0  # audio position (samples) of the last partial re-decode
+        self._partial_cost = 0.0  # seconds the last partial re-decode took
         self._thread = threading.Thread(target=self._run, name="funasr-widget-pipeline", daemon=True)
         self._thread.start()
 
@@ -109,15 +119,41 @@ class Pipeline:
 
     # -- the worker ------------------------------------------------------------
 
+    def _take(self) -> tuple:
+        if self._next_item is not None:
+            item, self._next_item = self._next_item, None
+            return item
+        return self._queue.get()
+
+    def _take_audio_batch(self, samples: np.ndarray, final: bool) -> tuple[list[np.ndarray], bool]:
+        """The audio item just taken, and the audio items queued right behind it, up to
+        MAX_BATCH_S and up to a final one; the first other item waits in _next_item."""
+        pieces, size = [samples], len(samples)
+        while not final and size < MAX_BATCH_S * SAMPLE_RATE and self._next_item is None:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item[0] != "audio":
+                self._next_item = item
+                break
+            pieces.append(item[1])
+            size += len(item[1])
+            final = item[2]
+        return pieces, final
+
     def _run(self) -> None:
         self.vad = self._make_vad()
         while True:
-            kind, payload, final = self._queue.get()
+            kind, payload, final = self._take()
             if kind == "close":
                 return
+            items, samples = 1, 0
             try:
                 if kind == "audio":
-                    self._audio(payload, final)
+                    pieces, final = self._take_audio_batch(payload, final)
+                    items, samples = len(pieces), sum(len(x) for x in pieces)
+                    self._audio(pieces, final)
                 elif kind == "params":
                     self.vad.set_params(**payload)
                 else:
@@ -127,43 +163,44 @@ class Pipeline:
                 self.emit("status", f"Recognition failed on a segment: {err!r}")
             finally:
                 with self._done:
-                    self._processed += 1
-                    if kind == "audio":
-                        self._queued_samples -= len(payload)
+                    self._processed += items
+                    self._queued_samples -= samples
                     self._done.notify_all()
                 if kind == "audio":
                     self.emit("lag", self.lag_seconds)
-            if self._queue.empty():
+            if self._next_item is None and self._queue.empty():
                 try:
                     self._maybe_partial()
                 except Exception as err:
                     self.emit("status", f"Partial decoding failed: {err!r}")
 
-    def _audio(self, samples: np.ndarray, final: bool) -> None:
-        x = np.concatenate([self._carry, samples]) if len(self._carry) else samples
-        n_blocks = len(x) // BLOCK
-        blocks = [x[i * BLOCK:(i + 1) * BLOCK] for i in range(n_blocks)]
-        self._carry = x[n_blocks * BLOCK:]
-        if final and len(self._carry):
-            blocks.append(self._carry)
-            self._carry = np.zeros(0, np.float32)
-        for i, block in enumerate(blocks):
-            self._block(block, final and i == len(blocks) - 1)
-        if final and not blocks:
-            self._block(np.zeros(0, np.float32), True)
+    def _audio(self, pieces: list[np.ndarray], final: bool) -> None:
+        """Whole 100 ms blocks go to the VAD in one call (all of them, when final)."""
+        if len(self._carry):
+            pieces = [self._carry, *pieces]
+        x = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+        whole = len(x) if final else len(x) // BLOCK * BLOCK
+        self._carry = x[whole:]
+        if whole or final:
+            self._blocks(x[:whole], final)
 
-    def _block(self, block: np.ndarray, final: bool) -> None:
-        events = self.vad.accept(block, final=final)
-        self._remember(block)
-        for event in events:
-            if event.kind == "start" and self._open is None:
-                self._open_segment(event.ms)
-            elif event.kind == "end" and self._open is not None:
-                self._close_segment(event.ms)
-        if self._open is not None and self._engine is not None and self._engine.streaming:
-            self._stream_step()
+    def _blocks(self, x: np.ndarray, final: bool) -> None:
+        events = self.vad.accept(x, final=final)
+        pending = 0
+        for i in range(0, max(len(x), 1), BLOCK):
+            self._block(x[i:i + BLOCK])
+            last = i + BLOCK >= len(x)
+            while pending < len(events) and (last or events[pending].ms * SAMPLE_RATE // 1000 <= self._pos):
+                event = events[pending]
+                pending += 1
+                if event.kind == "start" and self._open is None:
+                    self._open_segment(event.ms)
+                elif event.kind == "end" and self._open is not None:
+                    self._close_segment(event.ms)
+            if self._open is not None and self._engine is not None and self._engine.streaming:
+                self._stream_step()
 
-    def _remember(self, block: np.ndarray) -> None:
+    def _block(self, block: np.ndarray) -> None:
         self._history.append(block)
         self._pos += len(block)
         if self._open is not None:
@@ -183,6 +220,7 @@ class Pipeline:
         self._open = _Segment(self._next_id, start_ms, samples=[self._slice(start_ms)])
         self._next_id += 1
         self._last_partial = 0.0
+        self._partial_pos = 0
 
     def _close_segment(self, end_ms: int) -> None:
         seg, self._open = self._open, None
@@ -226,12 +264,23 @@ class Pipeline:
         return self._engine.accept(seg.stream, fresh, final=final)
 
     def _maybe_partial(self) -> None:
-        """Re-decode the open segment, at a bounded rate and only when caught up."""
+        """Re-decode the open segment, at a bounded rate and only when caught up; not
+        while the speaker pauses: a re-decode then would show the words already shown,
+        and one still running when the segment closes holds up its final text."""
         seg = self._open
         if not self.partials or seg is None or self._engine is None or self._engine.streaming:
             return
         now = time.monotonic()
         if now - self._last_partial < self.partial_interval_s:
             return
+        silence_ms = getattr(self.vad, "trailing_silence_ms", 0)
+        if silence_ms and self._partial_pos:
+            since_ms = (self._pos - self._partial_pos) * 1000 // SAMPLE_RATE
+            end_silence_ms = getattr(self.vad, "params", {}).get("end_silence_ms", 0)
+            if silence_ms >= since_ms or silence_ms + self._partial_cost * 1000 >= end_silence_ms:
+                return  # nothing but silence since the last one, or it would outlast the segment
         self._last_partial = now
-        self.emit("partial", self._engine.transcribe(seg.audio())["text"])
+        self._partial_pos = self._pos
+        text = self._engine.transcribe(seg.audio())["text"]
+        self._partial_cost = time.monotonic() - now
+        self.emit("partial", text)

@@ -62,6 +62,9 @@ class SegmentEngine(Engine):
         samples = np.asarray(samples, np.float32).ravel()
         if len(samples) < MIN_SAMPLES:
             return {"text": ""}
+        import torch
+
         with self._lock:
-            result = self.model.generate(input=samples, **self._generate)
+            # A tensor, not an array: FunASRNano's prompt builder drops numpy input.
+            result = self.model.generate(input=torch.from_numpy(samples), **self._generate)
         return parse_tags(str(result[0].get("text", ""))) if result else {"text": ""}

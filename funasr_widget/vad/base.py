@@ -95,6 +95,13 @@ class BaseVad:
         if kind == "end" and self._pending:
             self._apply()
 
+    @property
+    def trailing_silence_ms(self) -> int:
+        """How much of ``end_silence_ms`` has passed in an open segment: it closes when this
+        reaches ``end_silence_ms``. 0 when no segment is open or the backend cannot tell.
+        (The pipeline skips re-decoding a segment that is about to close.)"""
+        return 0
+
     def _take_events(self) -> list[VadEvent]:
         events, self._events = self._events, []
         return events
@@ -147,6 +154,10 @@ class FramedVad(BaseVad):
             if self.in_speech:
                 self._close(min(self._last + self.PAD_END_MS * SAMPLES_PER_MS, self._pos))
         return self._take_events()
+
+    @property
+    def trailing_silence_ms(self) -> int:
+        return (self._pos - self._last) // SAMPLES_PER_MS if self.in_speech else 0
 
     def _step(self, speech: bool) -> None:
         start, end = self._pos, self._pos + self.frame

@@ -21,7 +21,8 @@ import numpy as np
 from .. import _torch, models
 from .base import SAMPLES_PER_MS, BaseVad, VadEvent
 
-CHUNK_MS = 100  # funasr steps through any input in chunks of this size
+GRID = 1600  # samples (100 ms): the model is stepped on this grid, whatever the input size
+MAX_STEP = 100  # grid units (10 s) per model step at most: bounds the feature tensors
 
 
 class _SharedModel:
@@ -43,22 +44,41 @@ class FsmnVad(BaseVad):
         self._cache: dict = {}
         self._offset = 0  # samples fed through earlier caches (before a final flush)
         self._fed = 0  # samples fed through the current cache
+        self._held = 0  # of those, samples funasr holds until a whole grid unit has come
 
     def accept(self, samples: np.ndarray, final: bool = False) -> list[VadEvent]:
         samples = np.asarray(samples, np.float32).ravel()
         if final and not len(samples):
             samples = np.zeros(1, np.float32)  # an empty final chunk would lose the pending end
+        # funasr steps its input in chunks of `chunk_size` ms, and each step costs about the
+        # same whatever its length (~3 ms on 2 cores): 100 ms steps spend 30 ms of CPU per
+        # second of audio, a 10 s step 5 ms. So each call is ONE step over every whole
+        # 100 ms unit it has (up to MAX_STEP units per step), the rest held for the next
+        # call, as 100 ms steps would hold it; the events do not depend on the step size
+        # (tests/test_vad.py). A live stream (100 ms blocks) still gets one step per block.
         p = self.params
         auto = self._shared.auto
+        origin = self._offset // SAMPLES_PER_MS
+        values = []
         with self._shared.lock:
             auto.model.vad_opts.max_single_segment_time = int(p["max_segment_s"] * 1000)
-            result = auto.generate(
-                input=samples, cache=self._cache, is_final=final, chunk_size=CHUNK_MS,
-                max_end_silence_time=p["end_silence_ms"], speech_noise_thres=p["speech_threshold"],
-                dynamic_silence=False,
-            )
-        origin = self._offset // SAMPLES_PER_MS
-        for beg, end in result[0]["value"] if result else []:
+            start = 0
+            while True:
+                units = (self._held + len(samples) - start) // GRID
+                last = units <= MAX_STEP
+                stop = len(samples) if last else start + MAX_STEP * GRID - self._held
+                result = auto.generate(
+                    input=samples[start:stop], cache=self._cache, is_final=final and last,
+                    chunk_size=max(min(units, MAX_STEP), 1) * GRID // SAMPLES_PER_MS,
+                    is_streaming_input=True, max_end_silence_time=p["end_silence_ms"],
+                    speech_noise_thres=p["speech_threshold"], dynamic_silence=False,
+                )
+                values += result[0]["value"] if result else []
+                self._held = (self._held + stop - start) % GRID
+                if last:
+                    break
+                start = stop
+        for beg, end in values:
             if beg >= 0:
                 self._emit("start", origin + beg)
             if end >= 0:
@@ -66,9 +86,19 @@ class FsmnVad(BaseVad):
         self._fed += len(samples)
         if final:  # funasr has reset the cache; start the next one with our thresholds
             self._offset += self._fed
-            self._fed = 0
+            self._fed = self._held = 0
             self._cache = {}
         return self._take_events()
+
+    @property
+    def trailing_silence_ms(self) -> int:
+        # funasr closes the segment when its count of silent 10 ms frames reaches
+        # end silence minus speech_to_sil_time_thres (see _params_changed).
+        stats = self._cache.get("stats")
+        if not self.in_speech or stats is None or not stats.continous_silence_frame_count:
+            return 0
+        opts = self._shared.auto.model.vad_opts
+        return stats.continous_silence_frame_count * opts.frame_in_ms + opts.speech_to_sil_time_thres
 
     def _params_changed(self) -> None:
         # The thresholds are copied into the cache when it is created; update them there.
@@ -81,6 +111,6 @@ class FsmnVad(BaseVad):
 
     def reset(self) -> None:
         self._cache = {}
-        self._offset = self._fed = 0
+        self._offset = self._fed = self._held = 0
         super().reset()
 

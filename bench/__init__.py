@@ -1,0 +1,1 @@
+"""Benchmarks of funasr-widget: run `python -m bench` (see bench/README.md)."""
