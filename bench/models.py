@@ -21,7 +21,6 @@ funasr_widget.samples), unless models/fsmn-vad holds it already.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import shutil
 from pathlib import Path
@@ -30,105 +29,36 @@ from funasr_widget import samples
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CACHE = Path(__file__).resolve().parent / ".cache"
-BUILD_VERSION = 2  # bump when a builder changes: cached folders are rebuilt
+BUILD_VERSION = 3  # bump when a builder changes: cached folders are rebuilt
 MARKER = "bench-model.json"  # written into every folder this module builds
 
 ASR = ("sensevoice-small", "paraformer-zh-streaming", "fun-asr-nano")
-SENSEVOICE_VOCAB = 25055
-PARAFORMER_VOCAB = 8404
 QWEN_VOCAB = 151936
 QWEN_SPECIAL = {"<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645}
 NANO_TOKENS_PER_S = 4.0  # generated tokens per second of audio (random weights: fixed)
 
-SANM = {"dropout_rate": 0.1, "positional_dropout_rate": 0.1, "attention_dropout_rate": 0.1,
-        "pos_enc_class": "SinusoidalPositionEncoder", "normalize_before": True,
-        "kernel_size": 11, "sanm_shfit": 0, "selfattention_layer_type": "sanm"}
+LLM_SIZES = {  # Qwen3-0.6B (MODEL-SIZES.md), or a small one of the same shape
+    False: {"hidden_size": 1024, "intermediate_size": 3072, "num_hidden_layers": 28,
+            "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 128},
+    True: {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+           "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32},
+}
 
 
-def _sizes(tiny: bool) -> dict:
-    """Real sizes (MODEL-SIZES.md), or small ones of the same shape for a quick check."""
-    if tiny:
-        return {"dim": 64, "heads": 2, "ffn": 128, "enc": 2, "tp": 1, "dec": 2,
-                "llm": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-                        "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32}}
-    return {"dim": 512, "heads": 4, "ffn": 2048, "enc": 50, "tp": 20, "dec": 16,
-            "llm": {"hidden_size": 1024, "intermediate_size": 3072, "num_hidden_layers": 28,
-                    "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 128}}
+# -- builders: the tests' builders (funasr_widget.samples) at the real size -----------------
 
-
-def _encoder_conf(s: dict) -> dict:
-    return {"output_size": s["dim"], "attention_heads": s["heads"], "linear_units": s["ffn"],
-            "num_blocks": s["enc"], "tp_blocks": s["tp"], "input_layer": "pe", **SANM}
-
-
-# -- builders -------------------------------------------------------------------------------
-
-def _bpe_model(vocab_size: int) -> bytes:
-    """A sentencepiece model with exactly `vocab_size` pieces (the real model's size), so
-    every id the random output layer picks decodes: a small trained BPE padded with
-    made-up pieces."""
-    import sentencepiece as spm
-    from sentencepiece import sentencepiece_model_pb2 as pb
-
-    trained = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(samples.ENGLISH.splitlines() * 4), model_writer=trained,
-        vocab_size=120, model_type="bpe", user_defined_symbols=samples.SENSEVOICE_TAGS,
-        character_coverage=1.0, num_threads=1, minloglevel=2)
-    proto = pb.ModelProto()
-    proto.ParseFromString(trained.getvalue())
-    for i in range(vocab_size - len(proto.pieces)):
-        piece = proto.pieces.add()
-        piece.piece, piece.score, piece.type = f"\u2581w{i}", -100.0 - i, pb.ModelProto.SentencePiece.NORMAL
-    return proto.SerializeToString()
+def _size(tiny: bool) -> dict:
+    # --tiny keeps the real vocabularies, so the code paths match the real-size ones.
+    return {**samples.TINY, **{k: v for k, v in samples.REAL.items() if k.endswith("_vocab")}} \
+        if tiny else samples.REAL
 
 
 def build_sensevoice(dest: Path, tiny: bool = False) -> None:
-    s = _sizes(tiny)
-    (dest / "bpe.model").write_bytes(_bpe_model(SENSEVOICE_VOCAB))
-    config = {
-        "model": "SenseVoiceSmall",
-        "model_conf": {"length_normalized_loss": True, "sos": 1, "eos": 2, "ignore_id": -1},
-        "encoder": "SenseVoiceEncoderSmall", "encoder_conf": _encoder_conf(s),
-        "tokenizer": "SentencepiecesTokenizer",
-        "tokenizer_conf": {"bpemodel": None, "unk_symbol": "<unk>", "split_with_space": True},
-        "frontend": "WavFrontend", "frontend_conf": {**samples.FRONTEND, "cmvn_file": None},
-    }
-    samples._save(dest, config, SENSEVOICE_VOCAB)
+    samples.build_sensevoice(dest, _size(tiny))
 
 
 def build_paraformer_streaming(dest: Path, tiny: bool = False) -> None:
-    s = _sizes(tiny)
-    hanzi = [chr(0x4E00 + i) for i in range(PARAFORMER_VOCAB - 4)]
-    (dest / "tokens.json").write_text(json.dumps(["<blank>", "<s>", "</s>", *hanzi, "<unk>"],
-                                                 ensure_ascii=False))
-    config = {
-        "model": "ParaformerStreaming",
-        "model_conf": {"ctc_weight": 0.0, "lsm_weight": 0.1, "length_normalized_loss": True,
-                       "predictor_weight": 1.0, "predictor_bias": 1, "sampling_ratio": 0.75},
-        "encoder": "SANMEncoderChunkOpt",
-        "encoder_conf": {
-            "output_size": s["dim"], "attention_heads": s["heads"], "linear_units": s["ffn"],
-            "num_blocks": s["enc"], "input_layer": "pe_online", **SANM,
-            "pos_enc_class": "SinusoidalPositionEncoder", "chunk_size": [12, 15],
-            "stride": [8, 10], "pad_left": [0, 0], "encoder_att_look_back_factor": [4, 4],
-            "decoder_att_look_back_factor": [1, 1],
-        },
-        "decoder": "ParaformerSANMDecoder",
-        "decoder_conf": {
-            "attention_heads": s["heads"], "linear_units": s["ffn"], "num_blocks": s["dec"],
-            "dropout_rate": 0.1, "positional_dropout_rate": 0.1,
-            "self_attention_dropout_rate": 0.1, "src_attention_dropout_rate": 0.1,
-            "att_layer_num": s["dec"], "kernel_size": 11, "sanm_shfit": 5,
-        },
-        "predictor": "CifPredictorV2",
-        "predictor_conf": {"idim": s["dim"], "threshold": 1.0, "l_order": 1, "r_order": 1,
-                           "tail_threshold": 0.45},
-        "tokenizer": "CharTokenizer",
-        "tokenizer_conf": {"unk_symbol": "<unk>", "split_with_space": True},
-        "frontend": "WavFrontendOnline", "frontend_conf": {**samples.FRONTEND, "cmvn_file": None},
-    }
-    samples._save(dest, config, PARAFORMER_VOCAB)
+    samples.build_paraformer_streaming(dest, _size(tiny))
 
 
 def _qwen_folder(folder: Path, tiny: bool) -> None:
@@ -137,7 +67,7 @@ def _qwen_folder(folder: Path, tiny: bool) -> None:
     from tokenizers import Tokenizer, models, pre_tokenizers
 
     folder.mkdir(parents=True, exist_ok=True)
-    llm = _sizes(tiny)["llm"]
+    llm = LLM_SIZES[tiny]
     (folder / "config.json").write_text(json.dumps({
         "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", **llm,
         "vocab_size": QWEN_VOCAB, "max_position_embeddings": 40960, "rope_theta": 1000000.0,
@@ -164,16 +94,16 @@ def build_fun_asr_nano(dest: Path, tiny: bool = False) -> None:
     import yaml
     from funasr.register import tables
 
-    s = _sizes(tiny)
+    size, llm = _size(tiny), LLM_SIZES[tiny]
     _qwen_folder(dest / "Qwen3-0.6B", tiny)
     config = {
         "model": "FunASRNano",
         "model_conf": {},
         "audio_encoder": "SenseVoiceEncoderSmall",
-        "audio_encoder_conf": {**_encoder_conf(s), "freeze": True},
+        "audio_encoder_conf": {**samples.sensevoice_encoder_conf(size), "freeze": True},
         "audio_adaptor": "Transformer",
         "audio_adaptor_conf": {"downsample_rate": 1, "use_low_frame_rate": True, "ffn_dim": 2048,
-                               "llm_dim": s["llm"]["hidden_size"], "encoder_dim": s["dim"],
+                               "llm_dim": llm["hidden_size"], "encoder_dim": size["dim"],
                                "n_layer": 2, "attention_heads": 8, "freeze": True},
         "llm": "Qwen3-0.6b",
         "llm_conf": {"hub": "hf", "freeze": True, "llm_dtype": "bf16",

@@ -59,8 +59,20 @@ HANZI = "的一是在不了有和人这中大为上个国我以要他时来用�
 # The real models' frontends (MODEL-SIZES.md): 80 mels, 25/10 ms, LFR 7/6 -> 560 inputs.
 FRONTEND = {"fs": 16000, "window": "hamming", "n_mels": 80, "frame_length": 25,
             "frame_shift": 10, "lfr_m": 7, "lfr_n": 6}
-# Tiny but architecture-true sizes: a few blocks, small dims.
-DIM, HEADS, FFN = 64, 2, 128
+# Architecture-true sizes: TINY for tests (a few blocks, small dims), REAL for benchmarks
+# (shared/MODEL-SIZES.md: the real models' compute cost, with random weights).
+TINY = {"dim": 64, "heads": 2, "ffn": 128, "enc": 2, "tp": 1, "dec": 2}
+REAL = {"dim": 512, "heads": 4, "ffn": 2048, "enc": 50, "tp": 20, "dec": 16,
+        "sensevoice_vocab": 25055, "paraformer_vocab": 8404}
+SANM = {"dropout_rate": 0.1, "positional_dropout_rate": 0.1, "attention_dropout_rate": 0.1,
+        "pos_enc_class": "SinusoidalPositionEncoder", "normalize_before": True,
+        "kernel_size": 11, "sanm_shfit": 0, "selfattention_layer_type": "sanm"}
+
+
+def sensevoice_encoder_conf(size: dict) -> dict:
+    """SenseVoice's SANM encoder (also Fun-ASR-Nano's audio encoder) at `size`."""
+    return {"output_size": size["dim"], "attention_heads": size["heads"], "linear_units": size["ffn"],
+            "num_blocks": size["enc"], "tp_blocks": size["tp"], "input_layer": "pe", **SANM}
 
 
 def fetch_fsmn_vad(dest: Path, cache: Path | None = None) -> Path:
@@ -112,45 +124,57 @@ def _save(folder: Path, config: dict, vocab_size: int) -> None:
     (folder / "README.txt").write_text(TINY_NOTE)
 
 
-def build_sensevoice(dest: Path) -> Path:
-    """A tiny SenseVoiceSmall: its encoder, CTC head and a small sentencepiece vocabulary."""
+def _bpe_model(vocab_size: int | None) -> bytes:
+    """A small sentencepiece BPE model over English text and SenseVoice's tags; padded with
+    made-up pieces to `vocab_size` (the real model's size) so every id decodes."""
+    import sentencepiece as spm
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    trained = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(ENGLISH.splitlines() * 4), model_writer=trained, vocab_size=120,
+        model_type="bpe", user_defined_symbols=SENSEVOICE_TAGS, character_coverage=1.0,
+        num_threads=1, minloglevel=2,
+    )
+    if vocab_size is None:
+        return trained.getvalue()
+    proto = pb.ModelProto()
+    proto.ParseFromString(trained.getvalue())
+    for i in range(vocab_size - len(proto.pieces)):
+        piece = proto.pieces.add()
+        piece.piece, piece.score, piece.type = f"\u2581w{i}", -100.0 - i, pb.ModelProto.SentencePiece.NORMAL
+    return proto.SerializeToString()
+
+
+def build_sensevoice(dest: Path, size: dict = TINY) -> Path:
+    """A SenseVoiceSmall (encoder, CTC head, sentencepiece vocabulary) at `size`."""
     import sentencepiece as spm
 
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    bpe = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(ENGLISH.splitlines() * 4), model_writer=bpe, vocab_size=120,
-        model_type="bpe", user_defined_symbols=SENSEVOICE_TAGS, character_coverage=1.0,
-        num_threads=1, minloglevel=2,
-    )
-    (dest / "bpe.model").write_bytes(bpe.getvalue())
-    vocab_size = spm.SentencePieceProcessor(model_proto=bpe.getvalue()).get_piece_size()
+    bpe = _bpe_model(size.get("sensevoice_vocab"))
+    (dest / "bpe.model").write_bytes(bpe)
     config = {
         "model": "SenseVoiceSmall",
         "model_conf": {"length_normalized_loss": True, "sos": 1, "eos": 2, "ignore_id": -1},
         "encoder": "SenseVoiceEncoderSmall",
-        "encoder_conf": {
-            "output_size": DIM, "attention_heads": HEADS, "linear_units": FFN, "num_blocks": 2,
-            "tp_blocks": 1, "dropout_rate": 0.1, "positional_dropout_rate": 0.1,
-            "attention_dropout_rate": 0.1, "input_layer": "pe",
-            "pos_enc_class": "SinusoidalPositionEncoder", "normalize_before": True,
-            "kernel_size": 11, "sanm_shfit": 0, "selfattention_layer_type": "sanm",
-        },
+        "encoder_conf": sensevoice_encoder_conf(size),
         "tokenizer": "SentencepiecesTokenizer",
         "tokenizer_conf": {"bpemodel": None, "unk_symbol": "<unk>", "split_with_space": True},
         "frontend": "WavFrontend",
         "frontend_conf": {**FRONTEND, "cmvn_file": None},
     }
-    _save(dest, config, vocab_size)
+    _save(dest, config, spm.SentencePieceProcessor(model_proto=bpe).get_piece_size())
     return dest
 
 
-def build_paraformer_streaming(dest: Path) -> Path:
-    """A tiny ParaformerStreaming: chunked SANM encoder, CIF predictor, SANM decoder."""
+def build_paraformer_streaming(dest: Path, size: dict = TINY) -> Path:
+    """A ParaformerStreaming (chunked SANM encoder, CIF predictor, SANM decoder) at `size`."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    tokens = ["<blank>", "<s>", "</s>", *HANZI, "<unk>"]
+    vocab = size.get("paraformer_vocab")
+    hanzi = list(HANZI) if vocab is None else [chr(0x4E00 + i) for i in range(vocab - 4)]
+    tokens = ["<blank>", "<s>", "</s>", *hanzi, "<unk>"]
     (dest / "tokens.json").write_text(json.dumps(tokens, ensure_ascii=False))
     config = {
         "model": "ParaformerStreaming",
@@ -158,23 +182,20 @@ def build_paraformer_streaming(dest: Path) -> Path:
                        "predictor_weight": 1.0, "predictor_bias": 1, "sampling_ratio": 0.75},
         "encoder": "SANMEncoderChunkOpt",
         "encoder_conf": {
-            "output_size": DIM, "attention_heads": HEADS, "linear_units": FFN, "num_blocks": 2,
-            "dropout_rate": 0.1, "positional_dropout_rate": 0.1, "attention_dropout_rate": 0.1,
-            "input_layer": "pe_online", "pos_enc_class": "SinusoidalPositionEncoder",
-            "normalize_before": True, "kernel_size": 11, "sanm_shfit": 0,
-            "selfattention_layer_type": "sanm", "chunk_size": [12, 15], "stride": [8, 10],
-            "pad_left": [0, 0], "encoder_att_look_back_factor": [4, 4],
+            "output_size": size["dim"], "attention_heads": size["heads"], "linear_units": size["ffn"],
+            "num_blocks": size["enc"], **SANM, "input_layer": "pe_online", "chunk_size": [12, 15],
+            "stride": [8, 10], "pad_left": [0, 0], "encoder_att_look_back_factor": [4, 4],
             "decoder_att_look_back_factor": [1, 1],
         },
         "decoder": "ParaformerSANMDecoder",
         "decoder_conf": {
-            "attention_heads": HEADS, "linear_units": FFN, "num_blocks": 2, "dropout_rate": 0.1,
-            "positional_dropout_rate": 0.1, "self_attention_dropout_rate": 0.1,
-            "src_attention_dropout_rate": 0.1, "att_layer_num": 2, "kernel_size": 11,
+            "attention_heads": size["heads"], "linear_units": size["ffn"], "num_blocks": size["dec"],
+            "dropout_rate": 0.1, "positional_dropout_rate": 0.1, "self_attention_dropout_rate": 0.1,
+            "src_attention_dropout_rate": 0.1, "att_layer_num": size["dec"], "kernel_size": 11,
             "sanm_shfit": 5,
         },
         "predictor": "CifPredictorV2",
-        "predictor_conf": {"idim": DIM, "threshold": 1.0, "l_order": 1, "r_order": 1,
+        "predictor_conf": {"idim": size["dim"], "threshold": 1.0, "l_order": 1, "r_order": 1,
                            "tail_threshold": 0.45},
         "tokenizer": "CharTokenizer",
         "tokenizer_conf": {"unk_symbol": "<unk>", "split_with_space": True},
