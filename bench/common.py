@@ -7,10 +7,11 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from funasr_widget.samples import Speech, speech
 
 from . import models as bench_models
 
@@ -32,23 +33,19 @@ SENTENCES = [
 ]
 
 
-@dataclass
-class Script:
-    samples: np.ndarray  # float32, 16 kHz
-    intervals_ms: list[tuple[int, int]]  # where each sentence is loud
-
-    @property
-    def seconds(self) -> float:
-        return len(self.samples) / RATE
-
-
-def script(quick: bool = False, gap_s: float = 2.0) -> Script:
+def script(quick: bool = False, gap_s: float = 2.0) -> Speech:
     """The sentences with `gap_s` of quiet room between them (gaps long enough for the
     VAD's 700 ms end silence); --quick takes the first four."""
-    from funasr_widget.samples import speech
+    return speech(SENTENCES[:4] if quick else SENTENCES, lead_s=1.0, gap_s=gap_s, tail_s=2.0)
 
-    s = speech(SENTENCES[:4] if quick else SENTENCES, lead_s=1.0, gap_s=gap_s, tail_s=2.0)
-    return Script(s.samples, [tuple(map(int, iv)) for iv in s.intervals_ms])
+
+def prepare(args, names, quick: bool | None = None) -> tuple[dict, Speech]:
+    """What every model part starts with: funasr quiet, the models found or built (the
+    widget pointed at their FSMN-VAD), and the scripted speech."""
+    quiet_funasr()
+    infos = models_for(names, args.cache, tiny=args.tiny)
+    use_vad_folder(infos["fsmn-vad"])
+    return infos, script(quick=args.quick if quick is None else quick)
 
 
 def models_for(names, cache: Path, tiny: bool = False, log=None) -> dict:

@@ -17,6 +17,8 @@ import time
 
 import numpy as np
 
+from funasr_widget.samples import Speech
+
 from . import common
 
 CHUNK = 1600
@@ -24,7 +26,7 @@ MAX_AHEAD_S = 3.0
 EVERY_S = 300
 
 
-def chunks(script: common.Script, seconds: float, seed: int = 0):
+def chunks(script: Speech, seconds: float, seed: int = 0):
     """100 ms chunks of the recording looped to `seconds`, with 0.5-3 s of quiet room
     added between loops (so segment lengths and times vary)."""
     rng = np.random.default_rng(seed)
@@ -40,7 +42,7 @@ def chunks(script: common.Script, seconds: float, seed: int = 0):
                 pos += CHUNK
 
 
-def run(name: str, info: dict, script: common.Script, seconds: float, device: str, hook=None) -> dict:
+def run(name: str, info: dict, script: Speech, seconds: float, device: str, hook=None) -> dict:
     from funasr_widget import Transcriber
     from funasr_widget.asr import load_engine
 
@@ -87,15 +89,12 @@ def main(argv=None) -> None:
     parser.add_argument("--model", default="sensevoice-small")
     parser.add_argument("--minutes", type=float, default=None)
     args = parser.parse_args(argv)
-    common.quiet_funasr()
     from . import models as bench_models
 
-    infos = common.models_for([args.model], args.cache, tiny=args.tiny)
-    common.use_vad_folder(infos["fsmn-vad"])
-    s = common.script()
+    infos, s = common.prepare(args, [args.model], quick=False)
     minutes = args.minutes or (10 if args.quick else 60)
-    hook = bench_models.fix_generated_tokens if args.model == "fun-asr-nano" else None
-    result = run(args.model, infos[args.model], s, minutes * 60, args.device, hook)
+    result = run(args.model, infos[args.model], s, minutes * 60, args.device,
+                 bench_models.generation_hook(args.model))
     common.write(args, {"device": args.device, "device_name": common.device_name(args.device),
                         "minutes": minutes, **result})
 

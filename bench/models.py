@@ -187,6 +187,11 @@ def ensure(name: str, cache: Path = DEFAULT_CACHE, tiny: bool = False, log=print
     return meta
 
 
+def generation_hook(name: str):
+    """What a model needs before it is timed: Fun-ASR-Nano a fixed generation length."""
+    return fix_generated_tokens if name == "fun-asr-nano" else None
+
+
 def fix_generated_tokens(auto_model, tokens_per_s: float = NANO_TOKENS_PER_S) -> None:
     """Make a Fun-ASR-Nano AutoModel generate exactly ceil(tokens_per_s * seconds) new
     tokens for each segment (at least 1): random weights would stop at an arbitrary point.

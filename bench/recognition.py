@@ -26,6 +26,8 @@ import time
 
 import numpy as np
 
+from funasr_widget.samples import Speech
+
 from . import common
 
 BLOCK = 1600
@@ -70,7 +72,7 @@ def vad_detection(samples: np.ndarray, end_silence_ms: int) -> list[tuple[str, i
     return out
 
 
-def live(name: str, info: dict, script: common.Script, device: str, hook=None) -> dict:
+def live(name: str, info: dict, script: Speech, device: str, hook=None) -> dict:
     from funasr_widget import Transcriber
     from funasr_widget.asr import load_engine
 
@@ -159,17 +161,13 @@ def main(argv=None) -> None:
     parser = common.part_args(__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["sensevoice-small", "paraformer-zh-streaming"])
     args = parser.parse_args(argv)
-    common.quiet_funasr()
     from . import models as bench_models
 
-    infos = common.models_for(args.models, args.cache, tiny=args.tiny)
-    common.use_vad_folder(infos["fsmn-vad"])
-    s = common.script(quick=args.quick)
+    infos, s = common.prepare(args, args.models)
     results = []
     for name in args.models:
         print(f"recognition: {name} on {args.device}, {s.seconds:.0f} s in real time ...", file=sys.stderr)
-        hook = bench_models.fix_generated_tokens if name == "fun-asr-nano" else None
-        results.append(live(name, infos[name], s, args.device, hook))
+        results.append(live(name, infos[name], s, args.device, bench_models.generation_hook(name)))
     common.write(args, {"device": args.device, "device_name": common.device_name(args.device),
                         "audio_s": s.seconds, "models": results})
 

@@ -15,12 +15,14 @@ import sys
 
 import numpy as np
 
+from funasr_widget.samples import Speech
+
 from . import common
 
 LENGTHS_S = (2, 5, 10, 20)
 
 
-def _speech(script: common.Script, seconds: float) -> np.ndarray:
+def _speech(script: Speech, seconds: float) -> np.ndarray:
     """`seconds` of the recording's speech (sentences back to back, repeated as needed)."""
     parts = [script.samples[b * 16:e * 16] for b, e in script.intervals_ms]
     x = np.concatenate(parts)
@@ -98,7 +100,7 @@ def main(argv=None) -> None:
     parser = common.part_args(__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["sensevoice-small", "paraformer-zh-streaming"])
     args = parser.parse_args(argv)
-    common.quiet_funasr()
+    infos, s = common.prepare(args, args.models, quick=True)
     import torch
 
     from funasr_widget._torch import threads
@@ -106,9 +108,6 @@ def main(argv=None) -> None:
 
     from . import models as bench_models
 
-    infos = common.models_for(args.models, args.cache, tiny=args.tiny)
-    common.use_vad_folder(infos["fsmn-vad"])
-    s = common.script(quick=True)
     reps = 1 if args.quick else 3
     lengths = LENGTHS_S[:3] if args.quick else LENGTHS_S
     result = {"device": args.device, "device_name": common.device_name(args.device),
@@ -116,8 +115,8 @@ def main(argv=None) -> None:
     for name in args.models:
         print(f"rtf: {name} on {args.device} ...", file=sys.stderr)
         engine = load_engine(infos[name]["path"], device=args.device)
-        if name == "fun-asr-nano":
-            bench_models.fix_generated_tokens(engine.model)
+        if hook := bench_models.generation_hook(name):
+            hook(engine.model)
         row = {"model": name, "params": infos[name]["params"], "weights": infos[name]["weights"],
                "streaming": engine.streaming}
         if engine.streaming:

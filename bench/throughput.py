@@ -99,18 +99,15 @@ def main(argv=None) -> None:
     parser.add_argument("--models", nargs="+", default=["sensevoice-small", "paraformer-zh-streaming"])
     parser.add_argument("--reps", type=int, default=None)
     args = parser.parse_args(argv)
-    common.quiet_funasr()
     from . import models as bench_models
 
-    infos = common.models_for(args.models, args.cache, tiny=args.tiny)
-    common.use_vad_folder(infos["fsmn-vad"])
-    s = common.script(quick=args.quick)
+    infos, s = common.prepare(args, args.models)
     reps = args.reps or (1 if args.quick else 3)
     results = []
     for name in args.models:
-        hook = bench_models.fix_generated_tokens if name == "fun-asr-nano" else None
         print(f"throughput: {name} on {args.device} ...", file=sys.stderr)
-        results.append(measure(name, infos[name], infos["fsmn-vad"], s.samples, args.device, reps, hook))
+        results.append(measure(name, infos[name], infos["fsmn-vad"], s.samples, args.device, reps,
+                               bench_models.generation_hook(name)))
     common.write(args, {"device": args.device, "device_name": common.device_name(args.device),
                         "audio_s": s.seconds, "reps": reps, "models": results})
 

@@ -11,12 +11,10 @@ from __future__ import annotations
 import os
 import threading
 
-import numpy as np
-
 from .asr import ModelLoadError, load_engine, resolve_device
-from .audio import StreamResampler, as_mono_float32, read_audio
+from .audio import as_mono_float32, read_audio, resample
 from .models import default_model
-from .pipeline import BLOCK, Emit, Pipeline
+from .pipeline import Emit, Pipeline
 from .vad import create_vad
 
 # Dictation wants a segment to close soon after the speaker pauses: 700 ms of silence.
@@ -101,9 +99,9 @@ def transcribe(source, sample_rate: int | None = None, model: str = "auto", vad:
                device: str = "auto", **options) -> list[dict]:
     """Transcribe a file or an array offline; gives the segments live streaming gives.
 
-    The audio goes through the same pipeline as the microphone, in the same 100 ms
-    blocks, so the VAD cuts it the same way. `options` may hold VAD parameters
-    (see VAD_DEFAULTS) and model options.
+    The audio goes through the same pipeline as the microphone, which cuts it into
+    the same 100 ms blocks, so the VAD cuts it the same way. `options` may hold VAD
+    parameters (see VAD_DEFAULTS) and model options.
     """
     if isinstance(source, (str, os.PathLike)):
         samples, rate = read_audio(source)
@@ -123,10 +121,7 @@ def transcribe(source, sample_rate: int | None = None, model: str = "auto", vad:
 
     recognizer = Recognizer(model, vad, device, vad_params, collect, partials=False, **options)
     try:
-        audio = StreamResampler(rate)(samples, final=True)
-        for i in range(0, len(audio), BLOCK):
-            recognizer.push(audio[i:i + BLOCK])
-        recognizer.push(np.zeros(0, np.float32), final=True)
+        recognizer.push(resample(samples, rate), final=True)
         recognizer.wait()
     finally:
         recognizer.close()

