@@ -2,8 +2,8 @@
 
 from . import models
 from .explorer import VadExplorer
-from .recognizer import transcribe
+from .live import RecognitionError, transcribe
 from .transcriber import Transcriber
 
-__all__ = ["Transcriber", "VadExplorer", "models", "transcribe"]
+__all__ = ["RecognitionError", "Transcriber", "VadExplorer", "models", "transcribe"]
 __version__ = "0.1.0"

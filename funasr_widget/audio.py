@@ -76,8 +76,19 @@ class Recording:
             self._kept = 0
             self._dropped = 0
 
+    def close(self) -> None:
+        """Delete the file; the recording cannot be read after this."""
+        with self._lock:
+            self._file.close()
+
+    def _check_open(self) -> None:
+        if self._file.closed:
+            raise RuntimeError("this recording was released when its session was closed; "
+                               "save_wav() or copy `audio` before close()")
+
     def append(self, samples: np.ndarray) -> None:
         with self._lock:
+            self._check_open()
             keep = samples[: max(self.max_samples - self._kept, 0)]
             if len(keep):
                 self._file.seek(self._kept * 4)
@@ -88,6 +99,7 @@ class Recording:
     def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Samples [start, stop) of the recording."""
         with self._lock:
+            self._check_open()
             stop = self._kept if stop is None else min(stop, self._kept)
             if stop <= start:
                 return np.zeros(0, np.float32)

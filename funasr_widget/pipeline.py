@@ -10,6 +10,10 @@ in one call, which costs a fraction of one call per block and gives the same
 events (a VAD's events do not depend on how its input is cut); the blocks are
 then replayed one by one, each event applied at the block holding its time, so
 segments, their audio and a streaming model's partials come as they would live.
+
+Nothing that fails here stops the worker: a VAD error is reported and the VAD restarted
+(its clock re-anchored at the current position), a decode error gives that one segment an
+empty text with the reason, and every item is counted as processed, so `wait()` returns.
 """
 
 from __future__ import annotations
@@ -22,12 +26,13 @@ from typing import Callable
 
 import numpy as np
 
+from .events import Emit, Final, Lag, Partial, Problem
+from .vad.base import VadEvent
+
 SAMPLE_RATE = 16_000
 BLOCK = 1600  # 100 ms
 HISTORY_S = 5.0  # audio kept before a segment opens: VAD start events look back in time
 MAX_BATCH_S = 10.0  # queued audio taken in one step when behind
-
-Emit = Callable[[str, object], None]
 
 
 @dataclass
@@ -51,17 +56,18 @@ class _Segment:
 
 
 class Pipeline:
-    """Feed 16 kHz audio with `push`; events arrive through `emit(kind, payload)`.
-
-    Kinds: "partial" (str), "segment" (dict), "lag" (seconds of audio queued),
-    "status" (str).
-    """
+    """Feed 16 kHz audio with `push`; events (events.py) arrive through `emit(event)`:
+    Partial, Final, Lag and Problem. `make_vad` is called on the worker (a VAD model can
+    take seconds to load), again after a VAD failure; `on_close` runs there last."""
 
     def __init__(self, make_vad: Callable[[], object], emit: Emit, *, partials: bool = True,
-                 partial_interval_s: float = 0.5):
-        self._make_vad = make_vad  # called on the worker: a VAD model can take seconds to load
+                 partial_interval_s: float = 0.5, on_close: Callable[[], None] | None = None):
+        self._make_vad = make_vad
         self.vad = None
-        self.emit = emit
+        self._vad_origin = 0  # pipeline position (samples) of the VAD's ms 0
+        self._emit_to = emit
+        self._on_close = on_close
+        self._closed = False
         self.partials = partials
         self.partial_interval_s = partial_interval_s
         self._engine = None
@@ -77,7 +83,7 @@ class Pipeline:
         self._history: list[np.ndarray] = []  # recent blocks, newest last
         self._history_start = 0
         self._open: _Segment | None = None
-        self._closed: list[_Segment] = []  # waiting for the engine
+        self._waiting: list[_Segment] = []  # closed, waiting for the engine
         self._next_id = 0
         self._last_partial = 0.0
         self._partial_pos = 0  # audio position (samples) of the last partial re-decode
@@ -89,6 +95,8 @@ class Pipeline:
 
     def _put(self, kind: str, payload, final: bool = False) -> None:
         with self._done:
+            if self._closed:
+                raise RuntimeError("this recognizer is closed; make a new one")
             self._pushed += 1
             if kind == "audio":
                 self._queued_samples += len(payload)
@@ -105,17 +113,39 @@ class Pipeline:
         self._put("params", params)
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until everything pushed so far has been processed."""
+        """Block until everything pushed so far has been processed; False on timeout."""
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("wait() was called from a segment callback or observer, which runs "
+                               "on the recognition thread and would wait for itself: call it from "
+                               "the notebook instead")
         with self._done:
             target = self._pushed
-            return self._done.wait_for(lambda: self._processed >= target, timeout)
+            return self._done.wait_for(
+                lambda: self._processed >= target or not self._thread.is_alive(), timeout)
 
     @property
     def lag_seconds(self) -> float:
         return self._queued_samples / SAMPLE_RATE
 
     def close(self) -> None:
+        """Finish what is queued (an open segment needs a final push first), then stop."""
+        with self._done:
+            if self._closed:
+                return
+            self._closed = True
+            self._pushed += 1
         self._queue.put(("close", None, False))
+
+    def join(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def emit(self, event) -> None:
+        """Hand an event on; a failing listener must not stop the worker."""
+        try:
+            self._emit_to(event)
+        except Exception as err:  # the listener reports its own failures; this is the last guard
+            print(f"funasr-widget: an event listener failed: {err!r}")
 
     # -- the worker ------------------------------------------------------------
 
@@ -143,13 +173,17 @@ class Pipeline:
         return pieces, final
 
     def _run(self) -> None:
-        self.vad = self._make_vad()
+        self._start_vad()
         while True:
             kind, payload, final = self._take()
-            if kind == "close":
-                return
             items, samples = 1, 0
             try:
+                if kind == "close":
+                    self._engine_failed = self._engine is None  # still loading: none will come
+                    self._decode_closed()
+                    if self._on_close is not None:
+                        self._on_close()
+                    return
                 if kind == "audio":
                     pieces, final = self._take_audio_batch(payload, final)
                     items, samples = len(pieces), sum(len(x) for x in pieces)
@@ -159,20 +193,40 @@ class Pipeline:
                 else:
                     self._engine, self._engine_failed = payload, payload is None
                     self._decode_closed()
-            except Exception as err:  # a failed decode must not stop the worker
-                self.emit("status", f"Recognition failed on a segment: {err!r}")
+            except Exception as err:  # the last guard: the steps below report their own
+                self.emit(Problem("worker-failed", f"Recognition failed: {type(err).__name__}: {err}",
+                                  "The audio is kept: fix the cause, then call retranscribe()."))
             finally:
                 with self._done:
                     self._processed += items
                     self._queued_samples -= samples
                     self._done.notify_all()
                 if kind == "audio":
-                    self.emit("lag", self.lag_seconds)
+                    self.emit(Lag(self.lag_seconds))
             if self._next_item is None and self._queue.empty():
                 try:
                     self._maybe_partial()
                 except Exception as err:
-                    self.emit("status", f"Partial decoding failed: {err!r}")
+                    self.emit(Problem("decode-failed", f"Partial decoding failed: {type(err).__name__}: {err}"))
+
+    def _start_vad(self) -> None:
+        """(Re)create the VAD; its ms 0 is the current position."""
+        self.vad = self._make_vad()
+        self._vad_origin = self._pos
+
+    def _vad_events(self, x: np.ndarray, final: bool) -> list:
+        """The VAD's events for `x`, in pipeline ms. A VAD that raises is restarted (a segment
+        open in it is closed here) and that stretch of audio has no events."""
+        try:
+            events = self.vad.accept(x, final=final)
+        except Exception as err:
+            self.emit(Problem("vad-failed", f"The VAD failed ({type(err).__name__}: {err}); it was "
+                                            "restarted and this stretch of audio was not cut.",
+                              "If this repeats, choose another VAD (vad='energy')."))
+            self._restart_vad = True
+            return [VadEvent("end", (self._pos + len(x)) * 1000 // SAMPLE_RATE)] if self._open else []
+        origin_ms = self._vad_origin * 1000 // SAMPLE_RATE
+        return [VadEvent(e.kind, origin_ms + e.ms) for e in events]
 
     def _audio(self, pieces: list[np.ndarray], final: bool) -> None:
         """Whole 100 ms blocks go to the VAD in one call (all of them, when final)."""
@@ -185,7 +239,8 @@ class Pipeline:
             self._blocks(x[:whole], final)
 
     def _blocks(self, x: np.ndarray, final: bool) -> None:
-        events = self.vad.accept(x, final=final)
+        self._restart_vad = False
+        events = self._vad_events(x, final)
         pending = 0
         for i in range(0, max(len(x), 1), BLOCK):
             self._block(x[i:i + BLOCK])
@@ -199,6 +254,8 @@ class Pipeline:
                     self._close_segment(event.ms)
             if self._open is not None and self._engine is not None and self._engine.streaming:
                 self._stream_step()
+        if self._restart_vad:
+            self._start_vad()
 
     def _block(self, block: np.ndarray) -> None:
         self._history.append(block)
@@ -225,22 +282,24 @@ class Pipeline:
     def _close_segment(self, end_ms: int) -> None:
         seg, self._open = self._open, None
         seg.end_ms = end_ms
-        self._closed.append(seg)
-        self.emit("partial", "")
+        self._waiting.append(seg)
+        self.emit(Partial(""))
         self._decode_closed()
 
     def _decode_closed(self) -> None:
         if self._engine is None and not self._engine_failed:
             return  # still loading: keep the segments, decode them once it is ready
-        while self._closed:
-            seg = self._closed.pop(0)
-            result = self._decode(seg) if self._engine is not None else {"text": ""}
-            self.emit("segment", {
-                "id": seg.id,
-                "start": seg.start_ms / 1000,
-                "end": seg.end_ms / 1000,
-                **result,
-            })
+        while self._waiting:
+            seg = self._waiting.pop(0)
+            try:
+                result = self._decode(seg) if self._engine is not None else {"text": ""}
+            except Exception as err:  # this segment only: the next one is cut and decoded as usual
+                reason = f"{type(err).__name__}: {err}"
+                result = {"text": "", "error": reason}
+                self.emit(Problem("decode-failed", f"Segment {seg.id} could not be decoded ({reason}).",
+                                  "Its audio is kept: retranscribe() tries again."))
+            self.emit(Final({"id": seg.id, "start": seg.start_ms / 1000, "end": seg.end_ms / 1000,
+                             **result}))
 
     def _decode(self, seg: _Segment) -> dict:
         if not self._engine.streaming:
@@ -248,9 +307,14 @@ class Pipeline:
         return {"text": seg.text + self._stream_feed(seg, final=True)}
 
     def _stream_step(self) -> None:
-        if new := self._stream_feed(self._open, final=False):
+        try:
+            new = self._stream_feed(self._open, final=False)
+        except Exception as err:  # the final decode of the segment tries again with what is left
+            self.emit(Problem("decode-failed", f"Streaming decode failed: {type(err).__name__}: {err}"))
+            return
+        if new:
             self._open.text += new
-            self.emit("partial", self._open.text)
+            self.emit(Partial(self._open.text))
 
     def _stream_feed(self, seg: _Segment, final: bool) -> str:
         """Give a streaming engine the segment's audio it has not seen yet."""
@@ -283,4 +347,4 @@ class Pipeline:
         self._partial_pos = self._pos
         text = self._engine.transcribe(seg.audio())["text"]
         self._partial_cost = time.monotonic() - now
-        self.emit("partial", text)
+        self.emit(Partial(text))

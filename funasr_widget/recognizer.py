@@ -1,131 +1,142 @@
-"""The model side of a widget: load the VAD and the ASR engine in the background,
-run the pipeline, and report the model's state as events.
+"""The model side of a session: load the VAD and the ASR engine in the background, run
+the pipeline, and report the model's state as events.
 
-Loading never blocks capture: audio flows into the pipeline while a model
-loads, segments wait for it, and a model that fails to load leaves the VAD
-running and the audio kept.
+Loading never blocks capture: audio flows into the pipeline while a model loads,
+segments wait for it, and a model that fails to load leaves the VAD running and the
+audio kept. Arguments are checked here, in the caller's thread, before any thread starts;
+whatever fails later on a thread becomes an event (events.py), never a silent stop.
 """
 
 from __future__ import annotations
 
-import os
 import threading
+import time
 
-from .asr import ModelLoadError, load_engine, resolve_device
-from .audio import as_mono_float32, read_audio, resample
+from .asr import ModelLoadError, check_device, check_model, check_options, load_engine, resolve_device
+from .events import Emit, ModelState, Problem, VadChanged
 from .models import default_model
-from .pipeline import Emit, Pipeline
-from .vad import create_vad
+from .pipeline import Pipeline
+from .vad import check_name, check_params, create_vad
 
-# Dictation wants a segment to close soon after the speaker pauses: 700 ms of silence.
-VAD_DEFAULTS = {"end_silence_ms": 700, "speech_threshold": 0.6, "max_segment_s": 30.0,
-                "energy_threshold_db": -45.0}
+FALLBACK_VAD = "energy"  # needs no model, so it always starts
 
 
 class Recognizer:
+    """VAD + ASR for one session. `emit` receives every event (from worker threads)."""
+
     def __init__(self, model: str | None, vad: str, device: str, vad_params: dict, emit: Emit,
-                 *, partials: bool = True, **options):
+                 *, partials: bool = True, on_close=None, **options):
+        self.vad_name = check_name(vad)
+        self._vad_params = check_params(**vad_params)
+        if model is not None:
+            self.check_model(model, device, options)
         self.emit = emit
-        self._vad_name = vad
-        self.pipeline = Pipeline(lambda: self._create_vad(vad_params), emit, partials=partials)
+        self.model_spec: tuple | None = None  # (model, device, options) of the engine in use
+        self._load_lock = threading.Lock()
+        self._generation = 0  # only the newest load() may hand over its engine
         self._loader: threading.Thread | None = None
+        self.pipeline = Pipeline(self._make_vad, emit, partials=partials, on_close=on_close)
         if model is None:
             self.pipeline.set_engine(None)
-            emit("model", {"state": "none", "info": {"message": "Capture only: no ASR model."}})
+            emit(ModelState("none", {"message": "Capture only: no ASR model."}))
         else:
             self.load(model, device, **options)
 
-    def load(self, model: str, device: str = "auto", **options) -> None:
-        """Load (or switch to) an ASR model in the background."""
-        self._loader = threading.Thread(target=self._load, args=(model, device, options), daemon=True)
-        self._loader.start()
+    @staticmethod
+    def check(model: str | None, vad: str, device: str, vad_params: dict, options: dict) -> None:
+        """Every argument checked, as the constructor checks them, without starting anything."""
+        check_name(vad)
+        check_params(**vad_params)
+        if model is not None:
+            Recognizer.check_model(model, device, options)
 
-    def _load(self, model: str, device: str, options: dict) -> None:
+    @staticmethod
+    def check_model(model, device, options) -> None:
+        check_model(model)
+        check_device(device)
+        check_options(options)
+
+    def load(self, model: str, device: str = "auto", **options) -> None:
+        """Load (or switch to) an ASR model in the background; the arguments are checked now."""
+        self.check_model(model, device, options)
+        with self._load_lock:
+            self._generation += 1
+            self._loader = threading.Thread(target=self._load, args=(self._generation, model, device, options),
+                                            name="funasr-widget-loader", daemon=True)
+            self._loader.start()
+
+    def _load(self, generation: int, model: str, device: str, options: dict) -> None:
+        name = str(model)
+        info = {"name": name, "device": device, "progress": None}
         try:
             device = resolve_device(device)
-            name = default_model(device) if model == "auto" else model
-        except ModelLoadError as err:
-            name = model
-            self._failed(name, device, err)
-            return
-        info = {"name": name, "device": device, "progress": None}
+            name = default_model(device) if model == "auto" else str(model)
+            info.update(name=name, device=device)
 
-        def progress(fraction: float | None, message: str = "") -> None:
-            text = message or f"Loading {name} on {device}"
-            self.emit("model", {"state": "loading", "info": {**info, "progress": fraction, "message": text}})
+            def progress(fraction: float | None, message: str = "") -> None:
+                text = message or f"Loading {name} on {device}"
+                self.emit(ModelState("loading", {**info, "progress": fraction, "message": text}))
 
-        progress(None)
-        try:
+            progress(None)
             engine = load_engine(name, device, progress=progress, **options)
-        except ModelLoadError as err:
-            self._failed(name, device, err)
+        except Exception as err:  # every failure reaches the user, with what to do
+            if isinstance(err, ModelLoadError):
+                message, hint = err.message, err.hint
+            else:
+                message = f"Loading {name} failed: {type(err).__name__}: {err}"
+                hint = "Check the model folder and options, then call load_model() again."
+            if self._current(generation):
+                self.pipeline.set_engine(None)  # segments still come, with empty text; audio is kept
+                self.emit(ModelState("error", {**info, "message": message, "hint": hint}))
             return
-        self.pipeline.set_engine(engine)
-        self.emit("model", {"state": "ready", "info": {**info, "progress": 1.0,
-                                                       "message": f"{name} ready on {device}"}})
+        if self._current(generation):
+            self.model_spec = (name, device, options)
+            self.pipeline.set_engine(engine)
+            self.emit(ModelState("ready", {**info, "progress": 1.0, "message": f"{name} ready on {device}"}))
 
-    def _failed(self, name: str, device: str, err: ModelLoadError) -> None:
-        self.pipeline.set_engine(None)  # segments still come, with empty text; the audio is kept
-        self.emit("model", {"state": "error", "info": {
-            "name": name, "device": device, "progress": None, "message": str(err), "hint": err.hint}})
+    def _current(self, generation: int) -> bool:
+        with self._load_lock:
+            return generation == self._generation
 
-    def _create_vad(self, params: dict):
+    def _make_vad(self):
+        """The chosen VAD, or the energy VAD (with a Problem saying why) when it cannot start."""
         try:
-            return create_vad(self._vad_name, **params)
-        except (ModelLoadError, ImportError) as err:
+            return create_vad(self.vad_name, **self._vad_params)
+        except Exception as err:
+            if self.vad_name == FALLBACK_VAD:
+                raise
             hint = getattr(err, "hint", "") or "Install or place the VAD model, then create the widget again."
-            self.emit("error", {"code": "vad-failed", "hint": hint,
-                                "message": f"VAD {self._vad_name!r} could not start ({err}); using the energy VAD instead."})
-            return create_vad("energy", **params)
+            self.emit(Problem("vad-failed", f"VAD {self.vad_name!r} could not start ({err}); "
+                                            f"using the {FALLBACK_VAD} VAD instead.", hint))
+            self.vad_name = FALLBACK_VAD
+            self.emit(VadChanged(FALLBACK_VAD))
+            return create_vad(FALLBACK_VAD, **self._vad_params)
 
     def push(self, samples, final: bool = False) -> None:
         self.pipeline.push(samples, final)
 
     def set_vad_params(self, **params) -> None:
+        """Checked here; applied on the worker from the next segment."""
+        params = check_params(**params)
+        self._vad_params.update(params)
         self.pipeline.set_vad_params(**params)
 
+    @property
+    def vad_params(self) -> dict:
+        return dict(self._vad_params)
+
     def wait(self, timeout: float | None = None) -> bool:
-        if self._loader is not None:
-            self._loader.join(timeout)
-            if self._loader.is_alive():
+        """Block until the model has loaded (or failed) and everything pushed is processed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        loader = self._loader
+        if loader is not None:
+            if loader is threading.current_thread():
+                raise RuntimeError("wait() was called from a model-state observer, which runs on the "
+                                   "loading thread and would wait for itself: call it from the notebook")
+            loader.join(timeout)
+            if loader.is_alive():
                 return False
-        return self.pipeline.wait(timeout)
+        return self.pipeline.wait(None if deadline is None else max(deadline - time.monotonic(), 0))
 
     def close(self) -> None:
         self.pipeline.close()
-
-
-def transcribe(source, sample_rate: int | None = None, model: str = "auto", vad: str = "fsmn-vad",
-               device: str = "auto", **options) -> list[dict]:
-    """Transcribe a file or an array offline; gives the segments live streaming gives.
-
-    The audio goes through the same pipeline as the microphone, which cuts it into
-    the same 100 ms blocks, so the VAD cuts it the same way. `options` may hold VAD
-    parameters (see VAD_DEFAULTS) and model options.
-    """
-    if isinstance(source, (str, os.PathLike)):
-        samples, rate = read_audio(source)
-    elif sample_rate is None:
-        raise ValueError("transcribe(array) needs sample_rate=")
-    else:
-        samples, rate = as_mono_float32(source), sample_rate
-    vad_params = {k: options.pop(k, v) for k, v in VAD_DEFAULTS.items()}
-    segments: list[dict] = []
-    state: dict = {}
-
-    def collect(kind: str, payload) -> None:
-        if kind == "segment":
-            segments.append(payload)
-        elif kind == "model":
-            state.update(payload)
-
-    recognizer = Recognizer(model, vad, device, vad_params, collect, partials=False, **options)
-    try:
-        recognizer.push(resample(samples, rate), final=True)
-        recognizer.wait()
-    finally:
-        recognizer.close()
-    if state.get("state") == "error":
-        info = state["info"]
-        raise ModelLoadError(info["message"], info.get("hint", ""))
-    return segments

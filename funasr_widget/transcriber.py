@@ -1,13 +1,26 @@
-"""The Transcriber widget: traits and message dispatch, nothing else.
+"""The Transcriber widget: a view of one LiveSession (live.py), traits and messages only.
 
-Audio handling lives in session.py, the error texts in diagnose.py, the
-recognition in pipeline.py and recognizer.py; this class only wires them to the
-front end and to the notebook.
+Audio handling lives in session.py, the error texts in diagnose.py, recognition in
+pipeline.py and recognizer.py; this class mirrors the session's state in traits and
+speaks the front end's message protocol:
+
+    front end -> kernel   hello {view}        a view appeared: the kernel replays the transcript
+                          start {view, ...}   answered by started {view} or refused {view, ...}
+                          chunk {view, ...}   + one binary buffer (wire.py)
+                          env {...}, error {code, ...}
+    kernel -> front end   segment {segment}   one new final segment (appended, never re-sent)
+                          transcript {view, segments}   the whole transcript, for one view or
+                                              (view null) for all, after retranscribe()
+                          stop {}
+
+`segments` and `text` are Python-side traits (observable, never synced): a new segment
+costs one small message whatever the transcript's length.
 """
 
 from __future__ import annotations
 
 import pathlib
+import threading
 import time
 from typing import Callable
 
@@ -15,150 +28,230 @@ import anywidget
 import traitlets as t
 
 from . import diagnose
-from .audio import SAMPLE_RATE, write_wav
-from .recognizer import VAD_DEFAULTS, Recognizer, transcribe
-from .session import AudioSession
+from ._bundle import bundle
+from .audio import write_wav
+from .events import Final, Lag, ModelState, Partial, Problem, VadChanged
+from .live import VAD_DEFAULTS, LiveSession, joined, split_options
+from .vad import check_params
 from .wire import WireError
 
-_STATIC = pathlib.Path(__file__).parent / "static"
 _STATS_INTERVAL_S = 0.1  # the stats trait is a display: 10 updates/s is plenty
+# A take's owner that has sent nothing for this long is gone (reloaded, closed): live
+# chunks come every 100 ms.
+_OWNER_STALE_S = 1.5
 _BEHIND = "Transcribing:"
 
 
-def _joined(segments: list[dict]) -> str:
-    return " ".join(s["text"] for s in segments if s["text"])
-
-
 class Transcriber(anywidget.AnyWidget):
-    _esm = _STATIC / "widget.js"
-    _css = _STATIC / "widget.css"
+    _esm = bundle("widget.js")
+    _css = bundle("widget.css")
+    _live: LiveSession | None = None
 
-    status = t.Unicode("Press Record to start.").tag(sync=True)
-    error = t.Dict().tag(sync=True)
-    recording = t.Bool(False).tag(sync=True)
+    status = t.Unicode("Press Record to start.", read_only=True).tag(sync=True)
+    error = t.Dict(read_only=True).tag(sync=True)  # {code, message, hint} or {}
+    recording = t.Bool(False, read_only=True).tag(sync=True)  # set by the front end
     device_id = t.Unicode("").tag(sync=True)
-    stats = t.Dict().tag(sync=True)
+    stats = t.Dict(read_only=True).tag(sync=True)
 
-    model_state = t.Unicode("none").tag(sync=True)  # none | loading | ready | error
-    model_info = t.Dict().tag(sync=True)  # {name, device, message, hint, progress}
-    partial = t.Unicode("").tag(sync=True)
-    segments = t.List().tag(sync=True)
-    text = t.Unicode("").tag(sync=True)
+    model_state = t.Unicode("none", read_only=True).tag(sync=True)  # none | loading | ready | error
+    model_info = t.Dict(read_only=True).tag(sync=True)  # {name, device, message, hint, progress}
+    partial = t.Unicode("", read_only=True).tag(sync=True)
+    segments = t.List(read_only=True)  # Python only: the front end gets `segment` messages
+    text = t.Unicode("", read_only=True)
 
-    vad = t.Unicode("").tag(sync=True)  # the VAD backend's name, read-only
-    # VAD knobs: a change takes effect from the next segment.
+    vad = t.Unicode("", read_only=True).tag(sync=True)  # the VAD backend in use
+    # VAD knobs: checked on assignment (a wrong value raises and the old one stays);
+    # a change takes effect from the next segment.
     end_silence_ms = t.Int(VAD_DEFAULTS["end_silence_ms"]).tag(sync=True)
-    speech_threshold = t.Float(VAD_DEFAULTS["speech_threshold"]).tag(sync=True)
+    speech_threshold = t.Float(VAD_DEFAULTS["speech_threshold"], allow_none=True).tag(sync=True)  # None: the VAD's own
     max_segment_s = t.Float(VAD_DEFAULTS["max_segment_s"]).tag(sync=True)
     energy_threshold_db = t.Float(VAD_DEFAULTS["energy_threshold_db"]).tag(sync=True)
 
     def __init__(self, model: str | None = "auto", vad: str = "fsmn-vad", device: str = "auto", *,
                  max_seconds: float = 3600.0, **options):
         """`model`: a registry name, a local folder, "auto" (by device) or None for capture only.
-
-        `options` go to the model where it supports them (language, use_itn,
-        hotword, punctuation, trust_remote_code).
-        """
-        super().__init__(vad=vad)
-        self._options = options
-        self._callbacks: list[Callable[[dict], None]] = []
-        self._recognizer = Recognizer(model, vad, device, self._vad_params(), self._on_event, **options)
-        self._session = AudioSession(max_seconds, sink=self._recognizer.push)
+        `vad`: "fsmn-vad", "silero" or "energy". `options`: VAD knobs (end_silence_ms,
+        speech_threshold, max_segment_s, energy_threshold_db) and model options (language,
+        use_itn, hotword, punctuation, trust_remote_code). Everything is checked here."""
+        vad_params, self._options = split_options(dict(options))
+        knobs = {**VAD_DEFAULTS, **vad_params}
+        LiveSession.check(model, vad, device, max_seconds, knobs, self._options)  # before a comm opens
+        super().__init__(**knobs)
+        self.set_trait("vad", vad)
         self._env: dict = {}
         self._last_seen: float | None = None
         self._stats_sent = 0.0
+        self._owner: str | None = None  # the front-end view whose take is running
+        self._owner_seen = 0.0
+        self._owner_lock = threading.Lock()
+        self._live = LiveSession(model, vad, device, max_seconds=max_seconds, vad_params=knobs,
+                                 listener=self._on_event, **self._options)
         self.on_msg(self._on_message)
         self.observe(self._on_vad_param, list(VAD_DEFAULTS))
         self.observe(self._on_recording, "recording")
 
-    # -- recognition events (from the worker thread) ---------------------------
+    # -- trait checks --------------------------------------------------------------
 
-    def _on_event(self, kind: str, payload) -> None:
-        if kind == "model":
-            self.model_state, self.model_info = payload["state"], payload["info"]
-            self.status = payload["info"].get("message", self.status)
-        elif kind == "partial":
-            self.partial = payload
-        elif kind == "segment":
-            self.segments = [*self.segments, payload]
-            self.text = _joined(self.segments)
-            for callback in self._callbacks:
-                callback(payload)
-        elif kind == "lag":
-            behind = payload > 1.0
+    @t.validate(*VAD_DEFAULTS)
+    def _valid_knob(self, proposal):
+        try:
+            return check_params(**{proposal.trait.name: proposal.value})[proposal.trait.name]
+        except (TypeError, ValueError) as err:
+            raise t.TraitError(str(err)) from None
+
+    @t.validate("device_id")
+    def _valid_device_id(self, proposal):
+        if len(proposal.value) > 512:
+            raise t.TraitError("device_id is a browser device id (at most 512 characters)")
+        return proposal.value
+
+    # -- recognition events (from the worker and loader threads) -------------------
+
+    def _on_event(self, event) -> None:
+        if isinstance(event, Final):
+            self.send({"type": "segment", "segment": event.segment})
+            with self.hold_trait_notifications():
+                self.set_trait("segments", list(self._live.segments))
+                self.set_trait("text", self._live.text)
+        else:
+            self._mirror(event)
+
+    def _mirror(self, event) -> None:
+        if isinstance(event, ModelState):
+            with self.hold_trait_notifications():
+                self.set_trait("model_state", event.state)
+                self.set_trait("model_info", event.info)
+                self.set_trait("status", event.info.get("message", self.status))
+        elif isinstance(event, Partial):
+            self.set_trait("partial", event.text)
+        elif isinstance(event, Lag):
+            behind = event.seconds > 1.0
             if behind or self.status.startswith(_BEHIND):
-                self.status = f"{_BEHIND} {payload:.1f} s behind real time (catching up, nothing is dropped)" \
-                    if behind else "Caught up with real time."
-        elif kind == "status":
-            self.status = payload
-        elif kind == "error":
-            self.error = payload
-            if payload["code"] == "vad-failed":
-                self.vad = "energy"  # what the recognizer fell back to
+                self.set_trait("status", f"{_BEHIND} {event.seconds:.1f} s behind real time (catching up, "
+                                         "nothing is dropped)" if behind else "Caught up with real time.")
+        elif isinstance(event, VadChanged):
+            self.set_trait("vad", event.name)
+        elif isinstance(event, Problem):
+            self.set_trait("error", event.as_dict())
+            self.set_trait("status", event.message)
 
     def _on_recording(self, change) -> None:
         # The front end sends the final chunk before it clears `recording`, so this
         # only closes a take that ended without one (a reloaded page).
         if not change["new"]:
-            self._session.end_take()
-            self._publish_stats(force=True)
-            self.status = f"Stopped: {self._session.recording.seconds:.1f} s recorded. Press Record to go on."
+            self._end_take()
 
-    def _vad_params(self) -> dict:
-        return {name: getattr(self, name) for name in VAD_DEFAULTS}
+    def _end_take(self) -> None:
+        self._live.audio.end_take()
+        with self._owner_lock:
+            self._owner = None
+        self._publish_stats(force=True)
+        self.set_trait("status", f"Stopped: {self._live.audio.recording.seconds:.1f} s recorded. "
+                                 "Press Record to go on.")
 
-    def _on_vad_param(self, _change) -> None:
-        self._recognizer.set_vad_params(**self._vad_params())
+    def _on_vad_param(self, change) -> None:
+        self._live.set_vad_params(**{change["name"]: change["new"]})
 
     # -- messages from the front end ---------------------------------------
 
     def _on_message(self, _widget, content, buffers) -> None:
-        # May run on a subshell thread: validate and hand on, never block.
+        # May run on a subshell thread: validate and hand on, never block, never raise.
         self._last_seen = time.monotonic()
-        kind = content.get("type") if isinstance(content, dict) else None
         try:
-            if kind == "chunk":
-                self._session.receive(content, buffers)
-                self._after_audio(final=bool(content.get("final")))
-            elif kind == "start":
-                self._session.end_take()
-                self.error = {}
-                self.status = f"Recording from {content.get('device_label') or 'the default microphone'}"
-            elif kind == "env":
-                self._env = {k: v for k, v in content.items() if k != "type"}
-            elif kind == "error":
-                self.error = diagnose.capture_error(content.get("code", ""), self._env, content.get("message", ""))
-                self.status = self.error["message"]
-            else:
-                self._session.rejected["unknown-type"] += 1
-                self._publish_stats(force=True)
+            self._dispatch(content if isinstance(content, dict) else {}, buffers)
         except WireError as err:
-            self.status = f"Rejected a bad audio message ({err.code}): {err}"
+            self.set_trait("status", f"Rejected a bad audio message ({err.code}): {err}")
+            self._publish_stats(force=True)
+        except Exception as err:  # junk that got past the checks: counted, never raised into the comm
+            self._live.audio.count_rejected("handler-error")
+            self.set_trait("status", f"Ignored a message that could not be handled ({type(err).__name__}).")
             self._publish_stats(force=True)
 
+    def _dispatch(self, content: dict, buffers) -> None:
+        kind = content.get("type")
+        view = content.get("view") if isinstance(content.get("view"), str) else None
+        if kind == "chunk":
+            if not self._owns(view):
+                self._live.audio.count_rejected("other-view")
+                self._publish_stats(force=True)
+                return
+            self._live.audio.receive(content, buffers)
+            self._after_audio(final=content.get("final") is True)
+        elif kind == "start":
+            self._start(view, content)
+        elif kind == "hello":
+            self._hello(view)
+        elif kind == "env":
+            self._env = diagnose.clean_env(content)
+        elif kind == "error":
+            self.set_trait("error", diagnose.capture_error(content.get("code"), self._env, content.get("message")))
+            self.set_trait("status", self.error["message"])
+        else:
+            self._live.audio.count_rejected("unknown-type")
+            self._publish_stats(force=True)
+
+    def _owns(self, view: str | None) -> bool:
+        """Chunks count only from the view whose take is running (any, when none is)."""
+        with self._owner_lock:
+            if self._owner is not None and view != self._owner:
+                return False
+            self._owner_seen = time.monotonic()
+            return True
+
+    def _owner_alive(self, view: str | None) -> bool:
+        """Is another view's take still running (chunks came lately)?"""
+        return (self._owner is not None and view != self._owner and self.recording
+                and time.monotonic() - self._owner_seen < _OWNER_STALE_S)
+
+    def _start(self, view: str | None, content: dict) -> None:
+        with self._owner_lock:
+            busy = self._owner_alive(view)
+        if busy:
+            self.send({"type": "refused", "view": view, **diagnose.capture_error("recording-elsewhere")})
+            return
+        self._end_take()
+        with self._owner_lock:
+            self._owner, self._owner_seen = view, time.monotonic()
+        with self.hold_trait_notifications():
+            self.set_trait("error", {})
+            label = content.get("device_label")
+            label = label[:200] if isinstance(label, str) and label else "the default microphone"
+            self.set_trait("status", f"Recording from {label}")
+        self.send({"type": "started", "view": view})
+
+    def _hello(self, view: str | None) -> None:
+        """A new view: give it the transcript; a take whose page is gone is ended."""
+        with self._owner_lock:
+            stale = self.recording and self._owner != view and not self._owner_alive(view)
+        if stale:
+            self._end_take()
+            self.set_trait("recording", False)
+        self.send({"type": "transcript", "view": view, "segments": list(self._live.segments)})
+
     def _after_audio(self, final: bool) -> None:
-        if self._session.silent and not self.error:
-            self.error = diagnose.capture_error("silent-input", self._env)
-        elif not self._session.silent and self.error.get("code") == "silent-input":
-            self.error = {}
+        silent = self._live.audio.silent
+        if silent and not self.error:
+            self.set_trait("error", diagnose.capture_error("silent-input", self._env))
+        elif not silent and self.error.get("code") == "silent-input":
+            self.set_trait("error", {})
         self._publish_stats(force=final)
 
     def _publish_stats(self, force: bool = False) -> None:
         now = time.monotonic()
         if force or now - self._stats_sent >= _STATS_INTERVAL_S:
             self._stats_sent = now
-            self.stats = self._session.stats()
+            self.set_trait("stats", self._live.audio.stats())
 
     # -- Python API ----------------------------------------------------------
 
     @property
     def audio(self):
         """The session's audio so far: float32, 16 kHz, mono."""
-        return self._session.recording.samples
+        return self._live.audio.recording.samples
 
     def feed(self, samples, sample_rate: int = 16_000, final: bool = False) -> None:
         """Push audio from Python through the same path as the microphone."""
-        self._session.feed(samples, sample_rate, final)
+        self._live.feed(samples, sample_rate, final)
         self._after_audio(final)
 
     def save_wav(self, path) -> pathlib.Path:
@@ -170,44 +263,52 @@ class Transcriber(anywidget.AnyWidget):
         self.send({"type": "stop"})
 
     def load_model(self, model: str, device: str = "auto", **options) -> None:
-        """Load another model (or retry after fixing one) without losing the session."""
+        """Load another model (or retry after fixing one) without losing the session.
+        The arguments are checked now; the load runs in the background."""
+        vad_params, options = split_options(dict(options))
+        if vad_params:
+            raise TypeError(f"load_model() takes model options only; set VAD knobs as traits: {sorted(vad_params)}")
+        self._live.load(model, device, **options)
         self._options = options
-        self._recognizer.load(model, device, **options)
 
     def retranscribe(self) -> list[dict]:
-        """Transcribe the whole recording again with the current model, replacing `segments`.
-
-        For audio recorded while the model could not load.
-        """
-        self.wait()
-        info = self.model_info
-        segments = transcribe(self.audio, SAMPLE_RATE, model=info.get("name", "auto"), vad=self.vad,
-                              device=info.get("device", "auto"), **self._vad_params(), **self._options)
-        self.segments = segments
-        self.text = _joined(segments)
+        """Transcribe the whole recording again with the loaded model, replacing `segments`
+        (for audio recorded while the model could not load). If that fails it raises and
+        the transcript stays as it was."""
+        segments = self._live.retranscribe()
+        self._live.replace_segments(segments)
+        with self.hold_trait_notifications():
+            self.set_trait("segments", list(segments))
+            self.set_trait("text", joined(segments))
+        self.send({"type": "transcript", "view": None, "segments": segments})
         return segments
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until everything fed so far has been processed; False on timeout."""
-        return self._recognizer.wait(timeout)
+        return self._live.wait(timeout)
 
     def on_segment(self, callback: Callable[[dict], None]) -> None:
-        """Call `callback(segment)` for every final segment from now on."""
-        self._callbacks.append(callback)
+        """Call `callback(segment)` for every final segment from now on (on the recognition
+        thread; an exception there is reported in `error` and harms nothing else)."""
+        self._live.on_segment(callback)
 
     def to_dataframe(self):
         """The segments as a pandas DataFrame (one row per segment, with duration)."""
         import pandas as pd
 
-        frame = pd.DataFrame(self.segments, columns=sorted({"id", "start", "end", "text"}.union(*self.segments)))
+        segments = self.segments
+        frame = pd.DataFrame(segments, columns=sorted({"id", "start", "end", "text"}.union(*segments)))
         frame["duration"] = frame["end"] - frame["start"]
         return frame.set_index("id")
 
     def diagnose(self) -> diagnose.Checklist:
         """What is known about the capture path; prints as a checklist."""
-        return diagnose.checklist(self._env, self._session.stats(), self.error, self.model_state,
+        return diagnose.checklist(self._env, self._live.audio.stats(), self.error, self.model_state,
                                   self.model_info, self._last_seen)
 
     def close(self) -> None:
-        self._recognizer.close()
+        """Stop: the open segment is finished (its text still arrives in `segments`), then
+        the worker stops and the recording's file is released."""
+        if self._live is not None:  # None when the constructor refused its arguments
+            self._live.close()
         super().close()

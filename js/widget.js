@@ -23,6 +23,12 @@ const FALLBACK = {
 };
 
 const BUTTON = { idle: "● Record", starting: "Starting…", recording: "■ Stop", stopping: "Stopping…" };
+const START_WAIT_MS = 5000;  // how long the kernel gets to accept a take
+const HELD_CHUNKS = 100;     // chunks kept while the kernel has not accepted the take yet (10 s)
+
+function newViewId() {
+  return globalThis.crypto?.randomUUID?.() ?? `${Date.now()}-${Math.random().toString(16).slice(2)}`;
+}
 
 // One capture per model, shared by all its views (a model can be displayed several times).
 const sessions = new WeakMap();
@@ -39,7 +45,17 @@ function sessionFor(model) {
       fallback: null,       // local {message, hint} when the kernel did not answer an error
       fallbackTimer: 0,
       views: new Set(),
+      // This page's id towards the kernel: a take belongs to one page, and the kernel refuses
+      // a second page (another tab) while the first records.
+      viewId: newViewId(),
+      accepted: false,      // the kernel accepted this page's take: chunks may go
+      held: [],             // chunks captured before that answer
+      answer: null,         // resolves the wait for started/refused
+      segments: [],         // the transcript, appended from `segment` messages
     });
+    const s = sessions.get(model);
+    model.on("msg:custom", (msg) => onKernelMessage(model, s, msg));
+    send(model, { type: "hello", view: s.viewId });
   }
   return sessions.get(model);
 }
@@ -84,20 +100,40 @@ function reportError(model, s, { code, name, message }) {
   }, ERROR_WAIT_MS);
 }
 
+// Chunks go once the kernel has accepted the take; until then (a few ms) they wait.
+function sendChunk(model, s, { samples, final, t }) {
+  const header = { type: "chunk", view: s.viewId, seq: s.seq++, t, sample_rate: 16000, dtype: "float32",
+    n: samples.length, final };
+  if (s.accepted) send(model, header, [samples.buffer]);
+  else if (s.held.length < HELD_CHUNKS) s.held.push([header, samples.buffer]);
+}
+
+// The kernel answers `start` with started or refused (another page is recording).
+function askToStart(model, s, content) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve({ type: "timeout" }), START_WAIT_MS);
+    s.answer = (msg) => {
+      clearTimeout(timer);
+      resolve(msg);
+    };
+    send(model, content);
+  });
+}
+
 async function start(model, s) {
   if (s.phase !== "idle") return;
   s.phase = "starting";
   s.stopRequested = false;
   s.fallback = null;
   s.seq = 0;
+  s.accepted = false;
+  s.held = [];
   notify(s);
   try {
     // No await before this call: the AudioContext must be created inside the click.
     s.capture = await startCapture({
       deviceId: model.get("device_id"),
-      onChunk: ({ samples, final, t }) =>
-        send(model, { type: "chunk", seq: s.seq++, t, sample_rate: 16000, dtype: "float32", n: samples.length, final },
-          [samples.buffer]),
+      onChunk: (chunk) => sendChunk(model, s, chunk),
       onLevel: (db) => {
         s.level = db;
         for (const view of s.views) view.meter();
@@ -116,7 +152,24 @@ async function start(model, s) {
   }
   const { context, rate, deviceLabel, deviceId } = s.capture;
   context.addEventListener("statechange", () => s.phase === "recording" && sendEnv(model, s));
-  send(model, { type: "start", t: performance.timeOrigin + performance.now(), device_rate: rate, device_label: deviceLabel, device_id: deviceId });
+  const answer = await askToStart(model, s, { type: "start", view: s.viewId, t: performance.timeOrigin + performance.now(),
+    device_rate: rate, device_label: deviceLabel, device_id: deviceId });
+  if (answer.type !== "started") {
+    const capture = s.capture;
+    s.capture = null;
+    s.held = [];
+    s.phase = "idle";
+    await capture.stop();  // nothing was sent: its final chunk is dropped too
+    s.fallback = answer.type === "refused" ? { message: answer.message, hint: answer.hint } : {
+      message: "The kernel did not answer the start of the recording.",
+      hint: "Is the kernel busy or dead? Wait for it, or restart it and run the cell again.",
+    };
+    notify(s);
+    return;
+  }
+  s.accepted = true;
+  for (const [header, buffer] of s.held) send(model, header, [buffer]);
+  s.held = [];
   s.phase = "recording";
   s.startedAt = Date.now();
   setRecording(model, true);
@@ -140,6 +193,22 @@ async function stop(model, s) {
     setRecording(model, false);
     notify(s);
     sendEnv(model, s);
+  }
+}
+
+// Messages from the kernel, handled once per page (not per view).
+function onKernelMessage(model, s, msg) {
+  if (msg?.type === "stop") stop(model, s);
+  else if ((msg?.type === "started" || msg?.type === "refused") && msg.view === s.viewId) s.answer?.(msg);
+  else if (msg?.type === "segment" && msg.segment) {
+    const seg = msg.segment;
+    // The replay may already hold it (it was taken while this message was on its way).
+    if (s.segments.some((old) => old.id === seg.id && old.start === seg.start)) return;
+    s.segments.push(seg);
+    for (const view of s.views) view.appendSegment(seg);
+  } else if (msg?.type === "transcript" && (msg.view === null || msg.view === s.viewId)) {
+    s.segments = Array.isArray(msg.segments) ? msg.segments : [];
+    for (const view of s.views) view.renderSegments();
   }
 }
 
@@ -179,6 +248,7 @@ function buildUI(el) {
     transcript: h("div", "fw-transcript"),
     partial: h("span", "fw-partial"),
     copy: h("button", "fw-copy", { type: "button", textContent: "Copy all" }),
+    stats: h("span", "fw-stats"),
   };
   const bar = h("div", "fw-bar");
   const footer = h("div", "fw-footer");
@@ -187,7 +257,7 @@ function buildUI(el) {
   ui.error.setAttribute("role", "alert");
   ui.error.append(ui.errorMessage, ui.errorHint);
   ui.modelError.append(ui.modelErrorMessage, ui.modelErrorHint);
-  footer.append(ui.copy);
+  footer.append(ui.copy, ui.stats);
   ui.root.append(bar, ui.status, ui.error, ui.modelError, ui.transcript, footer);
   el.replaceChildren(ui.root);
   return ui;
@@ -203,8 +273,6 @@ function showBox(box, message, hint, err) {
 function render({ model, el }) {
   const s = sessionFor(model);
   const ui = buildUI(el);
-  // A page reloaded mid-recording leaves the trait set with no capture behind it.
-  if (s.phase === "idle" && model.get("recording")) setRecording(model, false);
   let clockTimer = 0;
   let copyTimer = 0;
 
@@ -283,18 +351,33 @@ function render({ model, el }) {
     if (atBottom) t.scrollTop = t.scrollHeight;
   }
 
+  function finalLine(seg) {
+    // A segment without text: speech the VAD found while no model was loaded.
+    const text = seg.text || `(speech ${clock(seg.start)}–${clock(seg.end)}, not transcribed)`;
+    const line = h("div", "fw-final");
+    line.append(h("span", "fw-time", { textContent: `[${clock(seg.start)}]` }), text);
+    return line;
+  }
+
   function renderSegments() {
-    keepScrolled(() => {
-      const finals = document.createDocumentFragment();
-      for (const seg of model.get("segments") || []) {
-        // A segment without text: speech the VAD found while no model was loaded.
-        const text = seg.text || `(speech ${clock(seg.start)}–${clock(seg.end)}, not transcribed)`;
-        const line = h("div", "fw-final");
-        line.append(h("span", "fw-time", { textContent: `[${clock(seg.start)}]` }), text);
-        finals.append(line);
-      }
-      ui.transcript.replaceChildren(finals, ui.partial);
-    });
+    keepScrolled(() => ui.transcript.replaceChildren(...s.segments.map(finalLine), ui.partial));
+  }
+
+  function appendSegment(seg) {
+    keepScrolled(() => ui.transcript.insertBefore(finalLine(seg), ui.partial));
+  }
+
+  function renderStats() {
+    const st = model.get("stats") || {};
+    const parts = [];
+    if (typeof st.seconds === "number") parts.push(`${st.seconds.toFixed(1)} s kept`);
+    const counted = [["lost", "lost"], ["duplicates", "duplicate"], ["rejected", "rejected"]];
+    for (const [key, word] of counted) if (st[key] > 0) parts.push(`${st[key]} chunks ${word}`);
+    if (st.dropped_seconds > 0) parts.push(`${st.dropped_seconds.toFixed(1)} s over the recording cap, not kept`);
+    ui.stats.textContent = parts.join(" · ");
+    ui.stats.dataset.problem = String(parts.length > (typeof st.seconds === "number" ? 1 : 0));
+    const reasons = Object.entries(st.rejected_by || {}).map(([k, v]) => `${k}: ${v}`).join(", ");
+    ui.stats.title = reasons ? `rejected: ${reasons}` : "audio the kernel has received";
   }
 
   function renderPartial() {
@@ -312,13 +395,9 @@ function render({ model, el }) {
     renderError();
   }
 
-  function onCustom(msg) {
-    if (msg?.type === "stop") stop(model, s);
-  }
-
   async function copyAll() {
     try {
-      await navigator.clipboard.writeText(model.get("text") || "");
+      await navigator.clipboard.writeText(s.segments.map((seg) => seg.text).filter(Boolean).join(" "));
       ui.copy.textContent = "Copied";
     } catch {
       ui.copy.textContent = "Copy failed";  // no clipboard on insecure pages, or permission refused
@@ -344,18 +423,18 @@ function render({ model, el }) {
     ["change:error", onError],
     ["change:model_state", renderModel],
     ["change:model_info", renderModel],
-    ["change:segments", renderSegments],
     ["change:partial", renderPartial],
+    ["change:stats", renderStats],
     ["change:energy_threshold_db", renderThreshold],
     ["change:vad", renderThreshold],
     ["change:device_id", refreshDevices],
-    ["msg:custom", onCustom],
   ];
   for (const [event, fn] of listeners) model.on(event, fn);
   const unwatch = watchEnv(onEnv);
 
-  const view = { sync, meter, refreshDevices };
+  const view = { sync, meter, refreshDevices, renderSegments, appendSegment };
   s.views.add(view);
+  renderStats();
   renderStatus();
   renderModel();
   renderThreshold();

@@ -82,12 +82,22 @@ def test_streaming_text_grows_and_final_flushes(models_at, noise):
     assert engine.accept(whole, noise, final=True) == "".join(texts) + flushed
 
 
-def test_same_model_device_and_options_share_one_instance(models_at):
+def test_one_loaded_model_per_file_and_device_whatever_the_options(models_at, speech):
     a = load_engine("sensevoice-small", device="cpu")
-    assert load_engine("iic/SenseVoiceSmall", device="cpu") is a  # hub id of the same folder
-    assert load_engine(str(models_at / "sensevoice-small"), device="cpu") is a
-    other = load_engine("sensevoice-small", device="cpu", language="en")
-    assert other is not a and other.model is not a.model
+    assert load_engine("iic/SenseVoiceSmall", device="cpu").model is a.model  # hub id of the same folder
+    assert load_engine(str(models_at / "sensevoice-small"), device="cpu").model is a.model
+    english = load_engine("sensevoice-small", device="cpu", language="en", use_itn=False)
+    assert english.model is a.model  # decode options are applied per call
+    # ...and they do reach the model: SenseVoice writes its language and ITN choice as tags.
+    seen = []
+    generate = a.model.generate
+    a.model.generate = lambda **kw: seen.append(kw) or generate(**kw)
+    try:
+        english.transcribe(speech.samples[16000:48000])
+        a.transcribe(speech.samples[16000:48000])
+    finally:
+        del a.model.generate
+    assert [(kw["language"], kw["use_itn"]) for kw in seen] == [("en", False), ("auto", True)]
 
 
 def test_loading_sets_threads_and_leaves_logging_alone(models_at, capsys):

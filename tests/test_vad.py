@@ -3,13 +3,14 @@
 fsmn-vad runs FunASR's real FsmnVADStreaming code on the real weights; silero runs the
 silero-vad package (skipped when it is not installed)."""
 
+import re
 import sys
 
 import numpy as np
 import pytest
 
 from funasr_widget.models import ModelLoadError
-from funasr_widget.vad import VadEvent, create_vad
+from funasr_widget.vad import VadEvent, check_name, check_params, create_vad
 
 TOLERANCE_MS = 300
 BACKENDS = ["fsmn-vad", "energy", "silero"]
@@ -122,12 +123,35 @@ def test_every_backend_takes_every_common_parameter(make_vad):
 def test_bad_names_and_values():
     with pytest.raises(ValueError, match="fsmn-vad, silero, energy"):
         create_vad("webrtc")
-    with pytest.raises(TypeError, match="no parameter"):
+    with pytest.raises(TypeError, match="did you mean 'end_silence_ms'"):
         create_vad("energy").set_params(silence=3)
     with pytest.raises(TypeError):
         create_vad("energy", window_ms=30)
-    with pytest.raises(ValueError, match="end_silence_ms"):
+    with pytest.raises(ValueError, match="100 <= end_silence_ms <= 10000"):
         create_vad("energy", end_silence_ms=0)
+
+
+@pytest.mark.parametrize("name, close", [("silero-vad", "silero"), ("fsmn", "fsmn-vad"), ("FSMN-VAD", "fsmn-vad"),
+                                         ("Energy", "energy")])
+def test_a_misspelt_vad_name_names_the_close_match(name, close):
+    with pytest.raises(ValueError, match=f"Did you mean '{close}'"):
+        check_name(name)
+
+
+@pytest.mark.parametrize("params, error, words", [
+    ({"end_silence_ms": 50}, ValueError, "100 <= end_silence_ms"),
+    ({"end_silence_ms": "700"}, TypeError, "must be a number"),
+    ({"speech_threshold": 1.5}, ValueError, "0.0 < speech_threshold <= 1.0"),
+    ({"speech_threshold": float("nan")}, ValueError, "out of range"),
+    ({"max_segment_s": 0.5}, ValueError, "1.0 < max_segment_s"),
+    ({"energy_threshold_db": 10}, ValueError, "energy_threshold_db <= 0.0"),
+    ({"energy_threshold_db": True}, TypeError, "must be a number"),
+])
+def test_parameters_out_of_range_say_what_is_accepted(params, error, words):
+    with pytest.raises(error, match=re.escape(words)):
+        check_params(**params)
+    with pytest.raises(error, match=re.escape(words)):
+        create_vad("energy", **params)
 
 
 def test_event_is_a_small_value():

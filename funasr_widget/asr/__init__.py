@@ -5,29 +5,60 @@
 * :class:`StreamingEngine` (paraformer-zh-streaming): ``new_stream()``, then
   ``accept(stream, samples, final) -> new text``.
 
-:func:`load_engine` turns a model name or folder into one of them; the same model,
-device and options give the same loaded instance everywhere in the kernel.
+:func:`load_engine` turns a model name or folder into one of them; the same model file
+and device give the same loaded model everywhere in the kernel, whatever the options.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
+import os
 from pathlib import Path
 from typing import Union
 
 from .. import _torch, models
 from .._torch import resolve_device
 from ..models import ModelLoadError, Progress
+from .base import LoadedModel
 from .segment import SegmentEngine
 from .streaming import StreamingEngine
 
+# name -> (accepted types, what it does). Checked where given (check_options).
 OPTIONS = {
-    "language": "SenseVoice / Fun-ASR-Nano language hint (SenseVoice: auto, zh, en, yue, ja, ko)",
-    "use_itn": "inverse text normalisation: punctuation and digits (SenseVoice, Fun-ASR-Nano)",
-    "hotword": "words to favour, space-separated (SeACo-Paraformer, Fun-ASR-Nano)",
-    "punctuation": "add punctuation with ct-punc (segment models)",
-    "trust_remote_code": "allow running Python code shipped in the model folder",
+    "language": ((str,), "language hint (SenseVoice: auto, zh, en, yue, ja, ko; Fun-ASR-Nano: a language name)"),
+    "use_itn": ((bool,), "inverse text normalisation: punctuation and digits (SenseVoice, Fun-ASR-Nano)"),
+    "hotword": ((str, list, tuple), "words to favour: a space-separated string or a list of words "
+                                    "(SeACo-Paraformer, Fun-ASR-Nano)"),
+    "punctuation": ((bool,), "add punctuation with ct-punc (segment models)"),
+    "trust_remote_code": ((bool,), "allow running Python code shipped in the model folder"),
 }
+# Options that change what is loaded (the rest only change how each call decodes).
+LOAD_OPTIONS = ("punctuation", "trust_remote_code")
+
+
+def check_options(options: dict) -> dict:
+    """The model options, checked: TypeError for an unknown name (with the close match) or
+    a wrong type, ValueError for an empty value; each message lists what is accepted."""
+    unknown = sorted(options.keys() - OPTIONS.keys())
+    if unknown:
+        close = {n: difflib.get_close_matches(n, OPTIONS, 1) for n in unknown}
+        hints = "".join(f" ({n!r}: did you mean {c[0]!r}?)" for n, c in close.items() if c)
+        listing = "; ".join(f"{k}: {v[1]}" for k, v in OPTIONS.items())
+        raise TypeError(f"Unknown model option(s) {unknown}{hints}. The options are: {listing}")
+    for name, value in options.items():
+        kinds, meaning = OPTIONS[name]
+        if value is None:
+            continue
+        words = value if isinstance(value, (list, tuple)) else []
+        if not isinstance(value, kinds) or not all(isinstance(w, str) for w in words):
+            names = " or ".join("list of str" if k in (list, tuple) else k.__name__ for k in kinds[:2])
+            raise TypeError(f"Model option {name} must be {names}, got {value!r} ({meaning})")
+        if isinstance(value, str) and not value.strip() or isinstance(value, (list, tuple)) and not value:
+            raise ValueError(f"Model option {name} is empty; leave it out or give {meaning}")
+    return {k: v for k, v in options.items() if v is not None}
+
+
 STREAMING = {"ParaformerStreaming"}
 
 
@@ -46,21 +77,44 @@ def architecture(path: Path) -> str:
                              "Fetch or copy the model folder again.") from exc
 
 
+def check_device(device) -> str:
+    """`device` if it is spelt as a device; whether it exists is checked when loading."""
+    if isinstance(device, str) and (device in ("auto", "cpu", "cuda", "mps") or
+                                    device.startswith("cuda:") and device[5:].isdigit()):
+        return device
+    raise ValueError(f"Unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or "
+                     "(Apple silicon) 'mps'")
+
+
+def check_model(model) -> None:
+    """A model argument must be a name, a hub id or a folder (str or path)."""
+    if not isinstance(model, (str, os.PathLike)) or not str(model).strip():
+        raise TypeError(f"model must be a model name ({', '.join(models.REGISTRY)}), 'auto', a hub id "
+                        f"or a model folder's path; got {model!r}")
+
+
 def load_engine(model: str, device: str = "auto", progress: Progress | None = None,
                 **options) -> Union[SegmentEngine, StreamingEngine]:
     """Load (or download, then load) an ASR model. ``model``: a name from
     ``funasr_widget.models``, a hub id, or a model folder. ``options``: see OPTIONS.
-    Raises ModelLoadError, whose ``hint`` says what to do."""
-    unknown = options.keys() - OPTIONS.keys()
-    if unknown:
-        raise TypeError(f"Unknown model option(s) {sorted(unknown)}; known: {sorted(OPTIONS)}")
-    device = resolve_device(device)
-    path = models.fetch(model, progress)
-    key = ("asr", str(path), device, tuple(sorted((k, repr(v)) for k, v in options.items())))
-    return _torch.shared(key, lambda: _load(model, path, device, progress, options))
+
+    One model file and device is loaded once per kernel: engines with other decoding
+    options (language, use_itn, hotword) share it and apply theirs per call;
+    ``funasr_widget.models.release()`` frees it. Raises ModelLoadError, whose ``hint``
+    says what to do."""
+    check_model(model)
+    options = check_options(options)
+    device = resolve_device(check_device(device))
+    path = models.fetch(str(model), progress)
+    load = {k: bool(options.get(k)) for k in LOAD_OPTIONS}
+    key = ("asr", str(path), device, *sorted(load.items()))
+    loaded = _torch.shared(key, lambda: _load(model, path, device, progress, **load))
+    engine_class = StreamingEngine if loaded.architecture in STREAMING else SegmentEngine
+    return engine_class(loaded, options)
 
 
-def _load(model: str, path: Path, device: str, progress: Progress | None, options: dict):
+def _load(model: str, path: Path, device: str, progress: Progress | None, *,
+          punctuation: bool, trust_remote_code: bool) -> LoadedModel:
     spec = models.spec(model)
     name = spec.name if spec else path.name
     arch = architecture(path)
@@ -70,7 +124,7 @@ def _load(model: str, path: Path, device: str, progress: Progress | None, option
         if not code:
             raise ModelLoadError(f"{path} holds a '{arch}' model, which the installed funasr "
                                  "does not know.", "Upgrade funasr: pip install -U funasr")
-        if not options.get("trust_remote_code"):
+        if not trust_remote_code:
             raise ModelLoadError(
                 f"{path} holds a '{arch}' model that funasr does not ship; the folder brings "
                 f"its own Python code ({', '.join(code)}).",
@@ -78,19 +132,17 @@ def _load(model: str, path: Path, device: str, progress: Progress | None, option
                 "its model.py then runs in this kernel, and funasr pip-installs the folder's "
                 "requirements.txt.",
             )
-        extra = {"trust_remote_code": True, "remote_code": str(path / "model.py")}
-    engine_class = StreamingEngine if arch in STREAMING else SegmentEngine
-    if options.get("punctuation"):
-        if engine_class is StreamingEngine:
+        extra = {"remote_code": str(path / "model.py")}
+    if punctuation:
+        if arch in STREAMING:
             raise ModelLoadError(f"punctuation=True is for segment models, not {name}.",
                                  "Punctuate the final segment texts instead.")
         extra["punc_model"] = str(models.fetch("ct-punc", progress))
     if progress:
         progress(None, f"loading {name} on {device}")
-    auto = _torch.auto_model(path, device, **extra)
-    return engine_class(auto, name=name, path=path, device=device, architecture=arch,
-                        options=options)
+    auto = _torch.auto_model(path, device, trust_remote_code=trust_remote_code, **extra)
+    return LoadedModel(auto, name=name, path=path, device=device, architecture=arch)
 
 
-__all__ = ["ModelLoadError", "SegmentEngine", "StreamingEngine", "load_engine", "resolve_device",
-           "OPTIONS"]
+__all__ = ["ModelLoadError", "OPTIONS", "SegmentEngine", "StreamingEngine", "check_device",
+           "check_model", "check_options", "load_engine", "resolve_device"]

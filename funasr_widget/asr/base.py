@@ -1,21 +1,37 @@
-"""What every ASR engine has: the loaded funasr AutoModel and where it came from."""
+"""What every ASR engine has: a loaded funasr AutoModel, shared by every engine made
+from the same model file and device, plus this engine's own decoding options."""
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class LoadedModel:
+    """One AutoModel in memory; engines with different options share it."""
+
+    auto: Any  # the funasr AutoModel
+    name: str
+    path: Path
+    device: str
+    architecture: str  # the model class in config.yaml
+    # AutoModel.generate rewrites the model's kwargs per call: one call at a time.
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class Engine:
     streaming: bool
 
-    def __init__(self, model, *, name: str, path: Path, device: str, architecture: str,
-                 options: dict):
-        self.model = model  # the funasr AutoModel, for direct generate() calls
-        self.name, self.path, self.device = name, path, device
-        self.architecture = architecture  # the model class in config.yaml
-        self.options = options
-        self._lock = threading.Lock()  # AutoModel.generate rewrites the model's kwargs per call
+    def __init__(self, loaded: LoadedModel, options: dict):
+        self.loaded = loaded
+        self.model = loaded.auto  # for direct generate() calls
+        self.name, self.path, self.device = loaded.name, loaded.path, loaded.device
+        self.architecture = loaded.architecture
+        self.options = dict(options)
+        self._lock = loaded.lock
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} ({self.architecture}) on {self.device}>"

@@ -9,26 +9,32 @@ Three backends behind one small interface (:class:`Vad`):
 
 from __future__ import annotations
 
-from typing import Optional
+import difflib
 
-from .base import Vad, VadEvent
+from .base import DEFAULTS, RANGES, Vad, VadEvent, accepted, check_params
 
 NAMES = ("fsmn-vad", "silero", "energy")
 
 
-def create_vad(name: str = "fsmn-vad", *, end_silence_ms: int = 700,
-               speech_threshold: Optional[float] = None, max_segment_s: float = 30.0,
-               energy_threshold_db: float = -45.0, **extra) -> Vad:
-    """A new VAD.
+def check_name(name) -> str:
+    """`name` if it is a VAD backend; else a ValueError naming the close match and the choices."""
+    if isinstance(name, str) and name in NAMES:
+        return name
+    if not isinstance(name, str):
+        raise TypeError(f"vad must be a string, one of {', '.join(NAMES)}; got {name!r}")
+    close = difflib.get_close_matches(name.lower(), NAMES, 1, cutoff=0.5) or \
+        [n for n in NAMES if name.lower().startswith(n.split("-")[0])]
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"Unknown VAD {name!r}.{hint} Choose one of {', '.join(NAMES)}.")
 
-    Defaults: a segment closes after 700 ms of silence (pauses inside a dictated
-    sentence are shorter, and the speaker waits under a second for the text); it is cut
-    at 30 s (segment models decode best below that); ``speech_threshold`` None keeps the
-    backend's own (fsmn 0.6, silero 0.5); the energy backend calls a 30 ms frame speech
-    from -45 dBFS. Every backend accepts all four (see BaseVad). ``extra``: for
-    fsmn-vad, ``model`` (name or folder, default "fsmn-vad") and ``device`` ("cpu")."""
-    params = dict(end_silence_ms=end_silence_ms, speech_threshold=speech_threshold,
-                  max_segment_s=max_segment_s, energy_threshold_db=energy_threshold_db, **extra)
+
+def create_vad(name: str = "fsmn-vad", **params) -> Vad:
+    """A new VAD; the parameters are checked here (see base.RANGES and base.DEFAULTS).
+
+    Every backend accepts all four knobs (end_silence_ms, speech_threshold,
+    max_segment_s, energy_threshold_db), using those that apply to it. For fsmn-vad also
+    ``model`` (name or folder, default "fsmn-vad") and ``device`` ("cpu")."""
+    name = check_name(name)
     if name == "fsmn-vad":
         from .fsmn import FsmnVad
 
@@ -37,11 +43,10 @@ def create_vad(name: str = "fsmn-vad", *, end_silence_ms: int = 700,
         from .silero import SileroVad
 
         return SileroVad(**params)
-    if name == "energy":
-        from .energy import EnergyVad
+    from .energy import EnergyVad
 
-        return EnergyVad(**params)
-    raise ValueError(f"Unknown VAD '{name}'; choose one of {', '.join(NAMES)}")
+    return EnergyVad(**params)
 
 
-__all__ = ["NAMES", "Vad", "VadEvent", "create_vad"]
+__all__ = ["DEFAULTS", "NAMES", "RANGES", "Vad", "VadEvent", "accepted", "check_name",
+           "check_params", "create_vad"]

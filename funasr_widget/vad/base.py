@@ -3,6 +3,9 @@ segment on, and (for the frame-based backends) the start/end hysteresis."""
 
 from __future__ import annotations
 
+import difflib
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Optional, Protocol
 
@@ -10,6 +13,49 @@ import numpy as np
 
 SAMPLE_RATE = 16000
 SAMPLES_PER_MS = SAMPLE_RATE // 1000
+
+# The knobs every backend takes, with the widget's defaults: dictation wants a segment
+# closed soon after the speaker pauses (700 ms), cut at 30 s (segment models decode best
+# below that); speech_threshold None means the backend's own (fsmn 0.6, silero 0.5).
+DEFAULTS = {"end_silence_ms": 700, "speech_threshold": None, "max_segment_s": 30.0,
+            "energy_threshold_db": -45.0}
+# name -> (type, low, high, low is allowed, meaning): what is accepted, checked where given.
+RANGES = {
+    "end_silence_ms": (int, 100, 10_000, True, "ms of silence that closes a segment"),
+    "speech_threshold": (float, 0.0, 1.0, False, "speech score a frame needs; None: the backend's own"),
+    "max_segment_s": (float, 1.0, 300.0, False, "seconds after which a segment is cut"),
+    "energy_threshold_db": (float, -120.0, 0.0, True, "dBFS level the energy VAD calls speech"),
+}
+
+
+def accepted(name: str) -> str:
+    """What `name` accepts, in words, for error messages."""
+    kind, low, high, closed, meaning = RANGES[name]
+    return f"{low} {'<=' if closed else '<'} {name} <= {high} ({kind.__name__}: {meaning})"
+
+
+def check_params(**params) -> dict:
+    """VAD parameters checked and normalised; TypeError for an unknown name or a wrong
+    type, ValueError for a value out of range; both say what is accepted."""
+    unknown = sorted(params.keys() - RANGES.keys())
+    if unknown:
+        close = {n: difflib.get_close_matches(n, RANGES, 1) for n in unknown}
+        hints = "".join(f" ({n!r}: did you mean {c[0]!r}?)" for n, c in close.items() if c)
+        raise TypeError(f"Unknown VAD parameter(s) {unknown}{hints}; the parameters are "
+                        f"{', '.join(RANGES)}")
+    out = {}
+    for name, value in params.items():
+        kind, low, high, closed, _ = RANGES[name]
+        if value is None and name == "speech_threshold":
+            out[name] = None
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a number, got {value!r}; accepted: {accepted(name)}")
+        value = float(value)
+        if not (math.isfinite(value) and value <= high and (value >= low if closed else value > low)):
+            raise ValueError(f"{name}={value:g} is out of range; accepted: {accepted(name)}")
+        out[name] = int(round(value)) if kind is int else value
+    return out
 
 
 @dataclass(frozen=True)
@@ -45,38 +91,19 @@ class BaseVad:
     name = ""
     default_threshold: Optional[float] = None
 
-    def __init__(self, *, end_silence_ms: int = 700, speech_threshold: Optional[float] = None,
-                 max_segment_s: float = 30.0, energy_threshold_db: float = -45.0):
-        self.params = self._checked(dict(end_silence_ms=end_silence_ms,
-                                         speech_threshold=speech_threshold,
-                                         max_segment_s=max_segment_s,
-                                         energy_threshold_db=energy_threshold_db))
+    def __init__(self, **params):
+        self.params = self._checked({**DEFAULTS, **params})
         self._pending: dict = {}
         self._events: list[VadEvent] = []
         self.in_speech = False
 
     def _checked(self, params: dict) -> dict:
-        params = dict(params)
-        if "end_silence_ms" in params:
-            params["end_silence_ms"] = int(params["end_silence_ms"])
-            if params["end_silence_ms"] < 100:
-                raise ValueError("end_silence_ms must be at least 100")
-        if "max_segment_s" in params:
-            params["max_segment_s"] = float(params["max_segment_s"])
-            if params["max_segment_s"] <= 1:
-                raise ValueError("max_segment_s must be more than 1 second")
-        if "energy_threshold_db" in params:
-            params["energy_threshold_db"] = float(params["energy_threshold_db"])
-        if "speech_threshold" in params:
-            value = params["speech_threshold"]
-            params["speech_threshold"] = self.default_threshold if value is None else float(value)
+        params = check_params(**params)
+        if "speech_threshold" in params and params["speech_threshold"] is None:
+            params["speech_threshold"] = self.default_threshold
         return params
 
     def set_params(self, **params) -> None:
-        unknown = params.keys() - self.params.keys()
-        if unknown:
-            raise TypeError(f"{self.name} VAD has no parameter(s) {sorted(unknown)}; "
-                            f"it has {sorted(self.params)}")
         self._pending.update(self._checked(params))
         if not self.in_speech:
             self._apply()

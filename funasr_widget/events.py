@@ -1,0 +1,50 @@
+"""What recognition reports, as typed events: the pipeline and the recognizer emit them,
+the headless session keeps the transcript from them, and the widget mirrors that in
+traits. One small value class per kind, so a listener matches on the type."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Union
+
+
+@dataclass(frozen=True)
+class ModelState:
+    state: str  # none | loading | ready | error
+    info: dict = field(default_factory=dict)  # {name, device, message, hint, progress}
+
+
+@dataclass(frozen=True)
+class Partial:
+    text: str  # the open segment's text so far ("" when none is open)
+
+
+@dataclass(frozen=True)
+class Final:
+    segment: dict  # {id, start, end, text, ...}: a closed segment, in session seconds
+
+
+@dataclass(frozen=True)
+class Lag:
+    seconds: float  # audio queued ahead of the worker
+
+
+@dataclass(frozen=True)
+class VadChanged:
+    name: str  # the VAD in use now (after a fallback)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something failed in the background; what was hit says `code`. Recognition goes on."""
+
+    code: str  # vad-failed, decode-failed, callback-failed, worker-failed
+    message: str
+    hint: str = ""
+
+    def as_dict(self) -> dict:
+        return {"code": self.code, "message": self.message, "hint": self.hint}
+
+
+Event = Union[ModelState, Partial, Final, Lag, VadChanged, Problem]
+Emit = Callable[[Event], None]

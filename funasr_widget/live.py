@@ -1,0 +1,216 @@
+"""A recognition session with no widget: audio in (browser chunks or Python arrays), the
+recognizer behind it, and the transcript it produces.
+
+The Transcriber widget is a view of one of these (traits mirror its state);
+`transcribe()` runs one over a file or an array; `retranscribe()` runs a fresh one over
+a session's recording. Listeners (the widget, `on_segment` callbacks) are called on the
+recognition threads; one that raises is reported as a Problem and harms nothing else.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+from typing import Callable
+
+import numpy as np
+
+from .asr import ModelLoadError, check_options
+from .audio import SAMPLE_RATE, as_mono_float32, read_audio
+from .events import Event, Final, ModelState, Partial, Problem, VadChanged
+from .recognizer import Recognizer
+from .session import AudioSession
+from .vad import DEFAULTS, RANGES, check_params
+
+# The VAD knobs' defaults as a widget shows them: a number for the threshold (fsmn-vad's own).
+VAD_DEFAULTS = {**DEFAULTS, "speech_threshold": 0.6}
+
+Listener = Callable[[Event], None]
+
+
+class RecognitionError(RuntimeError):
+    """Recognition failed part-way (a VAD or decode failure): no result is better than a
+    truncated one. ``hint`` says what to do."""
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(f"{message}\n{hint}" if hint else message)
+        self.message, self.hint = message, hint
+
+
+class LiveSession:
+    def __init__(self, model: str | None = "auto", vad: str = "fsmn-vad", device: str = "auto", *,
+                 max_seconds: float = 3600.0, partials: bool = True, vad_params: dict | None = None,
+                 listener: Listener | None = None, **options):
+        """`listener` gets every event, from the first (subscribed before any thread starts)."""
+        self.check(model, vad, device, max_seconds, vad_params or {}, options)
+        self.segments: list[dict] = []
+        self.partial = ""
+        self.model_state, self.model_info = "none", {}
+        self.problems: collections.deque[Problem] = collections.deque(maxlen=100)
+        self._lock = threading.RLock()
+        self._listener = listener
+        self._callbacks: list[Callable[[dict], None]] = []
+        self._closed = False
+        self.recognizer = Recognizer(model, vad, device, vad_params or {}, self._on_event,
+                                     partials=partials, on_close=self._release, **options)
+        self.vad_name = self.recognizer.vad_name
+        self.audio = AudioSession(max_seconds, sink=self.recognizer.push)
+
+    @staticmethod
+    def check(model, vad, device, max_seconds, vad_params: dict, options: dict) -> None:
+        """Every argument checked, as the constructor does, without starting anything."""
+        if isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float)) or not max_seconds > 0:
+            raise ValueError(f"max_seconds must be a positive number of seconds, got {max_seconds!r}")
+        Recognizer.check(model, vad, device, vad_params, options)
+
+    # -- listeners -------------------------------------------------------------------
+
+    def on_segment(self, callback: Callable[[dict], None]) -> None:
+        if not callable(callback):
+            raise TypeError(f"on_segment needs a function taking a segment dict, got {callback!r}")
+        self._callbacks.append(callback)
+
+    def _on_event(self, event: Event) -> None:
+        with self._lock:
+            if isinstance(event, ModelState):
+                self.model_state, self.model_info = event.state, dict(event.info)
+            elif isinstance(event, Partial):
+                self.partial = event.text
+            elif isinstance(event, Final):
+                self.segments.append(event.segment)
+            elif isinstance(event, VadChanged):
+                self.vad_name = event.name
+            elif isinstance(event, Problem):
+                self.problems.append(event)
+        if self._listener is not None:
+            self._call(self._listener, event, "an observer of the widget's traits")
+        if isinstance(event, Final):
+            for callback in list(self._callbacks):
+                self._call(callback, dict(event.segment), f"the on_segment callback {_name(callback)}")
+
+    def _call(self, fn, arg, what: str) -> None:
+        try:
+            fn(arg)
+        except Exception as err:
+            segment = f" on segment {arg.get('id')}" if isinstance(arg, dict) else ""
+            problem = Problem("callback-failed", f"{what} raised {type(err).__name__}: {err}{segment}.",
+                              "Recognition goes on and the transcript is complete; fix the callback or "
+                              "observer (it runs on the recognition thread).")
+            if isinstance(arg, Problem) and arg.code == "callback-failed":
+                return  # a listener failing on the report of a failure: stop here
+            self._on_event(problem)
+
+    # -- audio in ----------------------------------------------------------------------
+
+    def feed(self, samples, sample_rate: int = SAMPLE_RATE, final: bool = False) -> None:
+        """Audio from Python, through the same path as the microphone's chunks."""
+        self._check_open()
+        self.audio.feed(samples, sample_rate, final)
+
+    def set_vad_params(self, **params) -> None:
+        self.recognizer.set_vad_params(**params)
+
+    def load(self, model: str, device: str = "auto", **options) -> None:
+        self.recognizer.load(model, device, **options)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until everything so far is processed (the model loaded or failed); False on timeout."""
+        return self.recognizer.wait(timeout)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this session is closed: create a new Transcriber")
+
+    # -- results -----------------------------------------------------------------------
+
+    @property
+    def text(self) -> str:
+        with self._lock:
+            return joined(self.segments)
+
+    def replace_segments(self, segments: list[dict]) -> None:
+        with self._lock:
+            self.segments = list(segments)
+
+    def retranscribe(self) -> list[dict]:
+        """The whole recording transcribed again with the model now loaded; raises (and keeps
+        the current transcript) if that fails or no model is ready."""
+        self.wait()
+        if self.model_state != "ready" or self.recognizer.model_spec is None:
+            raise ModelLoadError(f"No model is ready (model state: {self.model_state}).",
+                                 "Load one with load_model(name), wait() for it, then retranscribe().")
+        name, device, options = self.recognizer.model_spec
+        return transcribe(self.audio.recording.samples, SAMPLE_RATE, model=name, vad=self.vad_name,
+                          device=device, **self.recognizer.vad_params, **options)
+
+    def raise_if_failed(self) -> None:
+        """For offline use: a model that did not load, or any background failure, raises."""
+        if self.model_state == "error":
+            raise ModelLoadError(self.model_info.get("message", "The model failed to load."),
+                                 self.model_info.get("hint", ""))
+        if self.problems:
+            first = self.problems[0]
+            more = f" (and {len(self.problems) - 1} more problems)" if len(self.problems) > 1 else ""
+            raise RecognitionError(first.message + more, first.hint)
+
+    # -- the end -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Finish the open segment (its final text still arrives), then stop the worker and
+        release the recording's file. Returns at once."""
+        if self._closed:
+            return
+        self.audio.end_take()
+        self._closed = True
+        self.recognizer.close()
+
+    def _release(self) -> None:
+        self.audio.recording.close()
+
+
+def joined(segments: list[dict]) -> str:
+    return " ".join(s["text"] for s in segments if s.get("text"))
+
+
+def _name(fn) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+def split_options(options: dict) -> tuple[dict, dict]:
+    """(VAD parameters, model options) from one keyword dict, both checked."""
+    vad_params = {k: options.pop(k) for k in list(options) if k in RANGES}
+    return check_params(**vad_params), check_options(options)
+
+
+def transcribe(source, sample_rate: int | None = None, model: str | None = "auto",
+               vad: str = "fsmn-vad", device: str = "auto", **options) -> list[dict]:
+    """Transcribe a file or an array offline; gives the segments live streaming gives.
+
+    The audio goes through the same pipeline as the microphone, which cuts it into the
+    same 100 ms blocks, so the VAD cuts it the same way. `options`: VAD parameters
+    (end_silence_ms, speech_threshold, max_segment_s, energy_threshold_db) and model
+    options (language, use_itn, hotword, punctuation, trust_remote_code). Raises
+    ModelLoadError if the model cannot load and RecognitionError if any part failed:
+    never a truncated list."""
+    vad_params, model_options = split_options(dict(options))
+    if isinstance(source, (str, os.PathLike)):
+        samples, rate = read_audio(source)
+    elif sample_rate is None:
+        raise ValueError("transcribe(array) needs sample_rate= (the array's rate in Hz)")
+    else:
+        samples, rate = as_mono_float32(source), sample_rate
+    if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or rate <= 0:
+        raise ValueError(f"sample_rate must be a positive whole number of Hz, got {rate!r}")
+    session = LiveSession(model, vad, device, max_seconds=len(samples) / rate + 1.0, partials=False,
+                          vad_params=vad_params, **model_options)
+    try:
+        session.feed(samples, int(rate), final=True)
+        session.wait()
+    finally:
+        session.close()
+    session.raise_if_failed()
+    return list(session.segments)
+
+
+__all__ = ["LiveSession", "RecognitionError", "VAD_DEFAULTS", "joined", "split_options", "transcribe"]
