@@ -51,7 +51,7 @@ def run(name: str, info: dict, script: Speech, seconds: float, device: str, hook
     rss0 = common.rss_mb()
     w = Transcriber(model=info["path"], vad="fsmn-vad", device=device)
     assert w.wait(timeout=600) and w.model_state == "ready", w.model_info
-    pipeline = w._recognizer.pipeline
+    pipeline = w._live.recognizer.pipeline
     readings = []
     t0 = time.monotonic()
     fed = 0
@@ -71,7 +71,7 @@ def run(name: str, info: dict, script: Speech, seconds: float, device: str, hook
     assert w.wait(timeout=600)
     gc.collect()
     wall = time.monotonic() - t0
-    kept_s = w._session.recording.seconds
+    kept_s = w._live.audio.recording.seconds
     final = common.rss_mb()
     segments = len(w.segments)
     w.close()

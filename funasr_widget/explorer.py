@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import pathlib
 import threading
 import time
 
@@ -17,14 +16,14 @@ import anywidget
 import numpy as np
 import traitlets as t
 
+from ._bundle import bundle
 from .audio import SAMPLE_RATE, read_audio, resample
-from .recognizer import VAD_DEFAULTS
+from .live import VAD_DEFAULTS
 from .transcriber import Transcriber
-from .vad import NAMES
+from .vad import NAMES, check_name, check_params
 from .vad.analysis import Segmenter, energy_curve, envelope, frame_agreement
 from .vad.base import BaseVad
 
-_STATIC = pathlib.Path(__file__).parent / "static"
 ENVELOPE_BINS = 2000  # about a pixel each on a wide canvas, until the front end says its width
 MAX_BINS = 8192
 MIN_VIEW_S = 0.05
@@ -62,8 +61,8 @@ class VadExplorer(anywidget.AnyWidget):
     `compare_params` re-segments.
     """
 
-    _esm = _STATIC / "explorer.js"
-    _css = _STATIC / "explorer.css"
+    _esm = bundle("explorer.js")
+    _css = bundle("explorer.css")
 
     vad = t.Unicode("energy").tag(sync=True)
     params = t.Dict().tag(sync=True)
@@ -79,12 +78,16 @@ class VadExplorer(anywidget.AnyWidget):
     backends = t.List(list(NAMES)).tag(sync=True)
 
     def __init__(self, source, sample_rate: int | None = None, *, vad: str = "energy", compare=None, **params):
+        check_name(vad)
+        check_params(**params)
+        if isinstance(compare, dict):
+            compare_vad, compare_params = vad, {**params, **check_params(**compare)}
+        elif compare is None or compare == "":
+            compare_vad, compare_params = "", params
+        else:
+            compare_vad, compare_params = check_name(compare), params
         samples = _load(source, sample_rate)
         duration = len(samples) / SAMPLE_RATE
-        if isinstance(compare, dict):
-            compare_vad, compare_params = vad, {**params, **compare}
-        else:
-            compare_vad, compare_params = compare or "", params
         super().__init__(vad=vad, params=params, compare_vad=compare_vad, compare_params=compare_params,
                          duration=duration, view={"start": 0.0, "end": duration})
         self._samples = samples

@@ -244,10 +244,14 @@ def test_bad_sources():
 
 
 def test_bad_parameters(speech, explorers):
-    with pytest.raises(traitlets.TraitError, match="Unknown VAD"):
-        VadExplorer(speech.samples, RATE, vad="webrtc")
-    with pytest.raises(traitlets.TraitError, match="end_silence_ms must be at least 100"):
+    with pytest.raises(ValueError, match="Unknown VAD 'silero-vad'. Did you mean 'silero'"):
+        VadExplorer(speech.samples, RATE, vad="silero-vad")
+    with pytest.raises(ValueError, match="Did you mean 'fsmn-vad'"):
+        VadExplorer(speech.samples, RATE, compare="fsmn")
+    with pytest.raises(ValueError, match="100 <= end_silence_ms <= 10000"):
         VadExplorer(speech.samples, RATE, end_silence_ms=50)
+    with pytest.raises(TypeError, match="did you mean 'end_silence_ms'"):
+        VadExplorer(speech.samples, RATE, compare={"end_silence": 300})
     ex = explorers(speech.samples, RATE)
     with pytest.raises(traitlets.TraitError, match="Unknown VAD parameter"):
         ex.params = {"silence": 3}

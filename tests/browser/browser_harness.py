@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import sysconfig
 import time
 import urllib.request
 import wave
@@ -16,7 +18,15 @@ import numpy as np
 from funasr_widget.audio import read_audio, resample, write_wav
 
 REPO = Path(__file__).resolve().parents[2]
-ARTIFACTS = REPO / "test-artifacts"
+# Which front end serves the notebooks: "lab" (JupyterLab) or "notebook" (Jupyter Notebook 7).
+FRONTEND = os.environ.get("FUNASR_WIDGET_TEST_FRONTEND", "lab")
+if FRONTEND not in ("lab", "notebook"):
+    raise ValueError(f"FUNASR_WIDGET_TEST_FRONTEND={FRONTEND!r}: use 'lab' or 'notebook'")
+# 1: the kernel runs the funasr_widget installed in this python's site-packages (a wheel), not
+# this working tree's (`make test-wheel`).
+INSTALLED = os.environ.get("FUNASR_WIDGET_TEST_INSTALLED", "") == "1"
+_VARIANT = "-".join(name for name, on in (("wheel", INSTALLED), ("notebook7", FRONTEND == "notebook")) if on)
+ARTIFACTS = REPO / "test-artifacts" / _VARIANT if _VARIANT else REPO / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 KERNEL_NAME = "funasr-widget-test"  # the kernelspec conftest.py installs in the server's data dir
 INSECURE_HOST = "insecure.test"  # mapped to 127.0.0.1 inside Chromium only
@@ -28,6 +38,16 @@ SPEECH_TEXT = ("The quick brown fox jumps over the lazy dog. "
 SPEECH_LEAD_S = 0.3      # digital silence before the speech
 MIC_FILE_S = 75.0        # long enough for the 60 s recording, played once (%noloop)
 NOISE_RMS = 5e-4         # about -66 dBFS: a quiet room, not digital silence
+
+
+def check_installed(module_file: str) -> Path:
+    """Assert that funasr_widget's `__file__` (as some process imported it) lies in this
+    python's site-packages and not in the source tree; return the package folder."""
+    package = Path(module_file).resolve().parent
+    site = Path(sysconfig.get_paths()["purelib"]).resolve()
+    assert package.is_relative_to(site) and not package.is_relative_to(REPO / "funasr_widget"), \
+        f"funasr_widget was imported from {package}, not from the installed copy in {site}"
+    return package
 
 
 def chromium_flags(wav: Path, grant_mic: bool = True) -> list[str]:
@@ -216,6 +236,7 @@ class LabServer:
     runtime_dir: Path
     log_path: Path
     proc: subprocess.Popen
+    frontend: str = "lab"  # "lab" (JupyterLab) or "notebook" (Notebook 7)
 
     def __post_init__(self):
         self._kernels: dict[str, Kernel] = {}
@@ -237,6 +258,8 @@ class LabServer:
             return json.loads(data) if data else None
 
     def url(self, notebook: str, host: str = "127.0.0.1") -> str:
+        if self.frontend == "notebook":
+            return f"http://{host}:{self.port}/notebooks/{notebook}?token={self.token}"
         return f"http://{host}:{self.port}/lab/tree/{notebook}?reset&token={self.token}"
 
     def write_notebook(self, name: str, cells: list[str]) -> Path:
@@ -311,7 +334,13 @@ class NotebookPage:
         page.on("dialog", lambda d: d.accept())
         page.goto(self.lab.url(self.name, self.host), timeout=timeout_ms)
         self.wait_ready(timeout_ms)
+        expected = "Jupyter Notebook" if self.lab.frontend == "notebook" else "JupyterLab"
+        assert self.app_name() == expected, f"{self.app_name()!r} serves {page.url}, not {expected}"
         return self
+
+    def app_name(self) -> str:
+        """The front end serving the page ("JupyterLab", "Jupyter Notebook"), from its page config."""
+        return self.page.evaluate("() => JSON.parse(document.getElementById('jupyter-config-data').textContent).appName")
 
     def wait_ready(self, timeout_ms: float = 90_000) -> None:
         """The notebook is shown, its kernel started and connected, and idle."""
@@ -378,7 +407,7 @@ class NotebookPage:
         return w
 
     def screenshot(self, name: str) -> Path:
-        ARTIFACTS.mkdir(exist_ok=True)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
         path = ARTIFACTS / name
         self.widget().screenshot(path=str(path))
         return path

@@ -4,6 +4,13 @@ Nothing here is mocked: a real JupyterLab server (own config/data/runtime/settin
 folder), real Chromium (Debian's /usr/bin/chromium driven by Playwright), a real kernel running
 this repo's funasr_widget. The fake microphone plays a WAV generated at test time with espeak-ng.
 
+Two environment variables change what runs (`make test-wheel` sets both):
+- FUNASR_WIDGET_TEST_FRONTEND=notebook: the server is Jupyter Notebook 7 (`jupyter notebook`)
+  instead of JupyterLab (`lab`, the default).
+- FUNASR_WIDGET_TEST_INSTALLED=1: the kernel imports the funasr_widget installed in this
+  python's site-packages (no PYTHONPATH to the source tree), and every notebook checks so.
+Artifacts then go to test-artifacts/<wheel|notebook7|wheel-notebook7>/.
+
 Fixtures
 - lab (session): the running server; `lab.url(nb)`, `lab.write_notebook(...)`, `lab.kernel(nb)`.
 - speech (session): the fake microphone's WAV and its 16 kHz mono reference.
@@ -28,7 +35,10 @@ from pathlib import Path
 
 import pytest
 
-from browser_harness import CHROMIUM, KERNEL_NAME, LabServer, NotebookPage, SpeechFile, chromium_flags, make_speech
+from browser_harness import (
+    ARTIFACTS, CHROMIUM, FRONTEND, INSTALLED, KERNEL_NAME, LabServer, NotebookPage, SpeechFile, check_installed, chromium_flags,
+    make_speech,
+)
 
 # Text producers consulted when a test fails: (section title, callable -> str).
 _FAILURE_REPORTERS: list[tuple[str, object]] = []
@@ -36,6 +46,14 @@ _FAILURE_REPORTERS: list[tuple[str, object]] = []
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long-running (e.g. the 60 s recording); deselect with -m 'not slow'")
+
+
+def pytest_report_header(config):
+    import funasr_widget
+
+    server = "Jupyter Notebook 7" if FRONTEND == "notebook" else "JupyterLab"
+    package = "installed" if INSTALLED else "source tree"
+    return f"browser tests: {server}; funasr_widget from the {package} ({Path(funasr_widget.__file__).parent})"
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -61,6 +79,8 @@ def _skip_reason() -> str | None:
     try:
         import jupyterlab  # noqa: F401
         import playwright  # noqa: F401
+        if FRONTEND == "notebook":
+            import notebook  # noqa: F401
     except ImportError as err:
         return f"{err.name} is not installed"
     return None
@@ -77,22 +97,34 @@ def lab(tmp_path_factory):
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
-    bundle = LabServer.REPO / "funasr_widget" / "static" / "widget.js"
+    if INSTALLED:
+        import funasr_widget
+
+        bundle = check_installed(funasr_widget.__file__) / "static" / "widget.js"
+    else:
+        bundle = LabServer.REPO / "funasr_widget" / "static" / "widget.js"
     if not bundle.exists() or "fw-record" not in bundle.read_text(errors="replace"):
         pytest.fail(f"{bundle} is not the built front end: run `npm install && npm run build` first")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)  # a variant's subfolder too (the tests mkdir one level)
     base = tmp_path_factory.mktemp("lab")
     dirs = {name: base / name for name in ("config", "data", "runtime", "settings", "workspaces", "ipython", "root")}
     for d in dirs.values():
         d.mkdir()
-    # The kernel is this venv's python, running this working tree's funasr_widget. Its own name:
-    # in a venv, jupyter_core prefers the env's "python3" spec over the user data dir's.
+    # The kernel is this venv's python, running this working tree's funasr_widget (or, INSTALLED,
+    # the venv's own copy: no path to the source tree). Its own name: in a venv, jupyter_core
+    # prefers the env's "python3" spec over the user data dir's.
     spec = dirs["data"] / "kernels" / KERNEL_NAME
     spec.mkdir(parents=True)
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if INSTALLED:
+        paths = [p for p in paths if Path(p).resolve() != LabServer.REPO]
+    else:
+        paths.insert(0, str(LabServer.REPO))
     (spec / "kernel.json").write_text(json.dumps({
         "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": "Python 3 (funasr-widget tests)",
         "language": "python",
-        "env": {"PYTHONPATH": os.pathsep.join(filter(None, [str(LabServer.REPO), os.environ.get("PYTHONPATH")]))},
+        "env": {"PYTHONPATH": os.pathsep.join(paths)},
         "metadata": {"debugger": False},
     }))
     # No news / update pop-ups over the notebook.
@@ -113,29 +145,30 @@ def lab(tmp_path_factory):
     )
     log_path = base / "jupyter-server.log"
     log = open(log_path, "wb")
+    app = "JupyterNotebookApp" if FRONTEND == "notebook" else "LabApp"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+        [sys.executable, "-m", "jupyter", FRONTEND, "--no-browser", "--ip=127.0.0.1", f"--port={port}",
          "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
          "--ServerApp.allow_remote_access=True", f"--ServerApp.root_dir={dirs['root']}",
-         f"--LabApp.user_settings_dir={dirs['settings']}", f"--LabApp.workspaces_dir={dirs['workspaces']}"]
+         f"--{app}.user_settings_dir={dirs['settings']}", f"--{app}.workspaces_dir={dirs['workspaces']}"]
         + (["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []),
         cwd=dirs["root"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     server = LabServer(port=port, token=token, root=dirs["root"], runtime_dir=dirs["runtime"],
-                       log_path=log_path, proc=proc)
+                       log_path=log_path, proc=proc, frontend=FRONTEND)
     reporter = ("jupyter server log (tail)", lambda: server.log_tail())
     _FAILURE_REPORTERS.append(reporter)
     try:
         deadline = time.monotonic() + 90
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"jupyter lab exited with {proc.returncode}:\n{server.log_tail()}")
+                raise RuntimeError(f"jupyter {FRONTEND} exited with {proc.returncode}:\n{server.log_tail()}")
             try:
                 server.api("GET", "/api/status")
                 break
             except (urllib.error.URLError, ConnectionError, OSError):
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"jupyter lab did not answer /api/status in 90 s:\n{server.log_tail()}")
+                    raise RuntimeError(f"jupyter {FRONTEND} did not answer /api/status in 90 s:\n{server.log_tail()}")
                 time.sleep(0.3)
         yield server
     finally:
@@ -207,6 +240,8 @@ def notebook(lab, request):
         _FAILURE_REPORTERS.append(reporter)
         page.reporter = reporter
         page.open()
+        if INSTALLED:  # the kernel itself says where its funasr_widget comes from
+            check_installed(page.kernel().eval("__import__('funasr_widget').__file__"))
         return page
 
     yield open_
