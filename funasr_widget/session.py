@@ -4,11 +4,17 @@ Both the browser's chunk messages and `feed()` from Python end here, so they
 share one path: reorder, keep (up to the cap), measure, hand on to the consumer.
 Called from the comm handler, which may run on a subshell thread: every entry
 point takes the lock and does only cheap work.
+
+Everything not kept is counted: `rejected` (a Counter, reason -> count; in
+stats() as `rejected` total and `rejected_by`), `duplicates`, `lost` in `gaps`,
+samples `clipped` to [-1, 1], audio past the cap in `dropped_seconds`.
 """
 
 from __future__ import annotations
 
 import collections
+import math
+import numbers
 import threading
 import time
 from typing import Callable
@@ -20,8 +26,27 @@ from .wire import Reorderer, WireError, decode_chunk
 
 SILENCE_PEAK = 1e-4  # -80 dBFS: a live microphone's noise floor is always above this
 SILENT_SECONDS = 3.0
+MAX_FEED_RATE = 1_000_000  # Hz; anything above is a mistake (samples passed as the rate?)
+# A capture time this far from the kernel's clock is garbage, not latency: not recorded
+# (with values this small, percentiles can never overflow to inf or NaN).
+_MAX_LATENCY_MS = 1e15
 
 AudioSink = Callable[[np.ndarray, bool], None]
+
+
+def _check_rate(sample_rate) -> int:
+    """The rate as an int, or a clear TypeError/ValueError."""
+    if isinstance(sample_rate, (bool, np.bool_)) or not isinstance(sample_rate, numbers.Real):
+        raise TypeError(f"sample_rate must be a number of samples per second, got {type(sample_rate).__name__}")
+    try:
+        rate = float(sample_rate)
+    except OverflowError:
+        rate = math.inf
+    if not math.isfinite(rate) or rate != int(rate):
+        raise ValueError(f"sample_rate must be a whole number of Hz, got {sample_rate!r}")
+    if not 0 < rate <= MAX_FEED_RATE:
+        raise ValueError(f"sample_rate must be positive and at most {MAX_FEED_RATE} Hz, got {sample_rate!r}")
+    return int(rate)
 
 
 class AudioSession:
@@ -32,8 +57,9 @@ class AudioSession:
         self._reorder = Reorderer()
         self._latencies = collections.deque(maxlen=2000)
         self._resampler: StreamResampler | None = None
-        self.rejected = collections.Counter()
+        self.rejected = collections.Counter()  # reason -> count
         self.chunks = 0
+        self.clipped = 0  # float32 samples outside [-1, 1], clipped
         self.last_level_db: float | None = None
         self.silent_samples = 0
         self._open = False  # a take has delivered audio but not its final chunk
@@ -41,45 +67,93 @@ class AudioSession:
     # -- entry points -------------------------------------------------------
 
     def end_take(self) -> None:
-        """Close the current take, keeping what it delivered, if its final chunk never
-        came (page reloaded, tab closed); sequence numbers restart at 0."""
+        """Close the current take, keeping what it delivered: held chunks (a final
+        one waiting for holes included) are released now, and a take whose final
+        chunk never came (page reloaded, tab closed) is closed; sequence numbers
+        restart at 0. Audio fed from Python still inside the resampler is flushed."""
         with self._lock:
-            for c in self._reorder.restart():
-                self._keep(c.samples, c.final)
-            if self._open:
-                self._keep(np.zeros(0, np.float32), True)
+            self._end_take()
 
     def receive(self, content: dict, buffers) -> int:
         """Validate one chunk message; return how many chunks were released in order.
 
-        Raises WireError (counted in `rejected`) for a message that cannot be used.
+        Raises WireError (counted in `rejected` by its code) for a message that
+        cannot be used; nothing else, whatever the message holds.
         """
         received_ms = time.time() * 1000.0
         try:
             chunk = decode_chunk(content, buffers)
         except WireError as err:
-            with self._lock:
-                self.rejected[err.code] += 1
+            self.count_rejected(err.code)
             raise
         with self._lock:
-            self._latencies.append(received_ms - chunk.captured_ms)
-            ready = self._reorder.push(chunk)
-            for c in ready:
-                self._keep(c.samples, c.final)
-        return len(ready)
+            released = self._deliver(self._reorder.expire())
+            if self._reorder.is_new_take(chunk.seq):
+                # The browser's counter went back to 0 without a "start" message: a new take.
+                self._end_take(implicit=True)
+            try:
+                ready = self._reorder.push(chunk)
+            except WireError as err:
+                self.rejected[err.code] += 1
+                raise
+            latency = received_ms - chunk.captured_ms
+            if math.isfinite(latency) and abs(latency) < _MAX_LATENCY_MS:
+                self._latencies.append(latency)
+            released += self._deliver(ready)
+        return released
+
+    def expire(self) -> int:
+        """Release a final chunk that has waited too long for the chunks before it
+        (`Reorderer.final_wait_s`); `receive` does this itself. Returns how many
+        chunks were released."""
+        with self._lock:
+            return self._deliver(self._reorder.expire())
+
+    def count_rejected(self, code: str) -> None:
+        """Count a message rejected elsewhere (the widget's unknown message types)."""
+        with self._lock:
+            self.rejected[code] += 1
 
     def feed(self, samples, sample_rate: int = SAMPLE_RATE, final: bool = False) -> None:
-        """Audio from Python: resampled to 16 kHz, then the same path as the microphone."""
+        """Audio from Python: resampled to 16 kHz, then the same path as the microphone.
+
+        Bad input (a rate that is not a positive whole number, NaN samples, a wrong
+        dtype or shape) raises TypeError/ValueError before anything is kept; what
+        earlier calls fed stays. A change of rate flushes the previous rate's tail.
+        """
+        rate = _check_rate(sample_rate)
         x = as_mono_float32(samples)
+        final = bool(final)
         with self._lock:
-            if self._resampler is None or self._resampler.rate != sample_rate:
-                self._resampler = StreamResampler(sample_rate)
+            if self._resampler is not None and self._resampler.rate != rate:
+                self._flush_resampler()
+            if self._resampler is None:
+                self._resampler = StreamResampler(rate)
             x = self._resampler(x, final)
             if final:
                 self._resampler = None
             self._keep(x, final)
 
-    # -- internals ----------------------------------------------------------
+    # -- internals (called with the lock held) -------------------------------
+
+    def _end_take(self, implicit: bool = False) -> None:
+        self._deliver(self._reorder.restart(implicit=implicit))
+        self._flush_resampler()
+        if self._open:
+            self._keep(np.zeros(0, np.float32), True)
+
+    def _flush_resampler(self) -> None:
+        if self._resampler is not None:
+            tail = self._resampler(np.zeros(0, np.float32), True)
+            self._resampler = None
+            if len(tail):
+                self._keep(tail, False)
+
+    def _deliver(self, chunks) -> int:
+        for c in chunks:
+            self.clipped += c.clipped
+            self._keep(c.samples, c.final)
+        return len(chunks)
 
     def _keep(self, samples: np.ndarray, final: bool) -> None:
         self.chunks += 1
@@ -99,22 +173,31 @@ class AudioSession:
         return self.silent_samples >= SILENT_SECONDS * SAMPLE_RATE
 
     def latencies_ms(self) -> np.ndarray:
+        """Capture-to-kernel latencies of recent chunks (finite values only)."""
         with self._lock:
-            return np.array(self._latencies)
+            return np.array(self._latencies, dtype=float)
 
     def stats(self) -> dict:
-        lat = self.latencies_ms()
-        r = self._reorder
+        with self._lock:
+            lat = np.array(self._latencies, dtype=float)
+            r = self._reorder
+            counts = {
+                "chunks": self.chunks,
+                "rejected": sum(self.rejected.values()),
+                "rejected_by": {str(k): v for k, v in sorted(self.rejected.items(), key=lambda kv: str(kv[0]))},
+                "duplicates": r.duplicates,
+                "gaps": r.gaps,
+                "lost": r.lost,
+                "reordered": r.reordered,
+                "restarts": r.restarts,
+                "clipped": self.clipped,
+            }
+            level = self.last_level_db
         return {
-            "chunks": self.chunks,
-            "rejected": sum(self.rejected.values()),
-            "gaps": r.gaps,
-            "lost": r.lost,
-            "reordered": r.reordered,
+            **counts,
             "seconds": round(self.recording.seconds, 2),
             "dropped_seconds": round(self.recording.dropped_seconds, 2),
-            "level_db": None if self.last_level_db is None else round(self.last_level_db, 1),
+            "level_db": None if level is None else round(level, 1),
             "latency_ms_p50": round(float(np.percentile(lat, 50)), 1) if len(lat) else None,
             "latency_ms_p95": round(float(np.percentile(lat, 95)), 1) if len(lat) else None,
         }
-

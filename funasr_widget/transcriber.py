@@ -158,6 +158,7 @@ class Transcriber(anywidget.AnyWidget):
         # May run on a subshell thread: validate and hand on, never block, never raise.
         self._last_seen = time.monotonic()
         try:
+            self._live.audio.expire()  # a final chunk still waiting for its holes gives up in time
             self._dispatch(content if isinstance(content, dict) else {}, buffers)
         except WireError as err:
             self.set_trait("status", f"Rejected a bad audio message ({err.code}): {err}")

@@ -256,3 +256,43 @@ def test_reload_mid_recording(lab, mic_browser, notebook):
     again_s = kernel.eval("len(w.audio)") / RATE
     assert again_s >= audio_s + 1.0, (again_s, audio_s)
     assert stats["lost"] == 0 and stats["gaps"] == 0 and stats["rejected"] == 0, stats
+
+
+def test_a_second_tab_is_refused_while_the_first_records(lab, mic_browser, notebook):
+    """One widget, shown in two tabs of the same notebook: only one of them records at a time,
+    and the second is told why in its own widget."""
+    from browser_harness import NotebookPage
+
+    nb = open_widget(notebook, mic_browser, "two-tabs.ipynb")
+    kernel = nb.kernel()
+    click_record(nb, "Stop")
+    second = NotebookPage(lab, mic_browser, "two-tabs.ipynb").open()
+    try:
+        second.run_cell(1)  # `w` again: a view of the same widget in the second tab
+        widget = second.wait_widget()
+        widget.locator(".fw-record").click()
+        widget.locator(".fw-error").wait_for(state="visible", timeout=10_000)
+        message = widget.locator(".fw-error-message").inner_text()
+        hint = widget.locator(".fw-error-hint").inner_text()
+        wait_for(lambda: "Record" in widget.locator(".fw-record").inner_text(), 10,
+                 "the second tab's button to go back to Record")
+        second.screenshot("second-tab-refused.png")
+        print(f"\nsecond tab: {message} / {hint}")
+        assert "another" in message.lower() and hint, (message, hint)
+        # The first tab records on, undisturbed.
+        before = kernel.eval("len(w.audio)")
+        time.sleep(1.0)
+        assert kernel.eval("len(w.audio)") >= before + 0.8 * RATE
+        assert "Stop" in button(nb) and kernel.eval("w.recording") is True
+        click_record(nb, "Record")
+        stats = settled_stats(kernel)
+        assert stats["lost"] == 0 and stats["rejected"] == 0, stats
+        # Once the first has stopped, the second may record.
+        widget.locator(".fw-record").click()
+        wait_for(lambda: "Stop" in widget.locator(".fw-record").inner_text(), 15, "the second tab to record")
+        time.sleep(1.0)
+        widget.locator(".fw-record").click()
+        wait_for(lambda: kernel.eval("w.recording") is False, 10, "the second tab's take to end")
+        assert kernel.eval("len(w.audio)") >= stats["seconds"] * RATE + 0.8 * RATE
+    finally:
+        second.context.close()
