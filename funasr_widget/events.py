@@ -30,6 +30,16 @@ class Lag:
 
 
 @dataclass(frozen=True)
+class Backlog:
+    """Closed segments waiting for an engine that is unavailable (0 segments: caught up)."""
+
+    segments: int
+    seconds: float  # their audio
+    reason: str = ""  # why the engine cannot take them now
+    retry_in_s: float = 0.0
+
+
+@dataclass(frozen=True)
 class VadChanged:
     name: str  # the VAD in use now (after a fallback)
 
@@ -46,5 +56,5 @@ class Problem:
         return {"code": self.code, "message": self.message, "hint": self.hint}
 
 
-Event = Union[ModelState, Partial, Final, Lag, VadChanged, Problem]
+Event = Union[ModelState, Partial, Final, Lag, Backlog, VadChanged, Problem]
 Emit = Callable[[Event], None]

@@ -14,6 +14,9 @@ segments, their audio and a streaming model's partials come as they would live.
 Nothing that fails here stops the worker: a VAD error is reported and the VAD restarted
 (its clock re-anchored at the current position), a decode error gives that one segment an
 empty text with the reason, and every item is counted as processed, so `wait()` returns.
+An engine that is unavailable for now (a server down) keeps closed segments waiting, in
+order and with their audio, retried with backoff while the VAD goes on cutting; past
+MAX_BACKLOG_S of waiting audio the oldest is given up (its audio stays in the recording).
 """
 
 from __future__ import annotations
@@ -26,13 +29,16 @@ from typing import Callable
 
 import numpy as np
 
-from .events import Emit, Final, Lag, Partial, Problem
+from .asr.base import EngineUnavailable
+from .events import Backlog, Emit, Final, Lag, Partial, Problem
 from .vad.base import VadEvent
 
 SAMPLE_RATE = 16_000
 BLOCK = 1600  # 100 ms
 HISTORY_S = 5.0  # audio kept before a segment opens: VAD start events look back in time
 MAX_BATCH_S = 10.0  # queued audio taken in one step when behind
+RETRY_FIRST_S, RETRY_MAX_S = 1.0, 30.0  # backoff for an unavailable engine: doubles up to the cap
+MAX_BACKLOG_S = 600.0  # closed segments' audio kept waiting for an unavailable engine
 
 
 @dataclass
@@ -84,6 +90,8 @@ class Pipeline:
         self._history_start = 0
         self._open: _Segment | None = None
         self._waiting: list[_Segment] = []  # closed, waiting for the engine
+        self._retry_at: float | None = None  # when to try an unavailable engine again
+        self._retry_s = 0.0
         self._next_id = 0
         self._last_partial = 0.0
         self._partial_pos = 0  # audio position (samples) of the last partial re-decode
@@ -149,11 +157,16 @@ class Pipeline:
 
     # -- the worker ------------------------------------------------------------
 
-    def _take(self) -> tuple:
+    def _take(self) -> tuple | None:
+        """The next item; None when a retry of waiting segments is due first."""
         if self._next_item is not None:
             item, self._next_item = self._next_item, None
             return item
-        return self._queue.get()
+        timeout = None if self._retry_at is None else max(self._retry_at - time.monotonic(), 0.0)
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
 
     def _take_audio_batch(self, samples: np.ndarray, final: bool) -> tuple[list[np.ndarray], bool]:
         """The audio item just taken, and the audio items queued right behind it, up to
@@ -175,12 +188,17 @@ class Pipeline:
     def _run(self) -> None:
         self._start_vad()
         while True:
-            kind, payload, final = self._take()
+            item = self._take()
+            if item is None:
+                self._decode_closed()  # a retry is due; it reports its own failures
+                continue
+            kind, payload, final = item
             items, samples = 1, 0
             try:
                 if kind == "close":
                     self._engine_failed = self._engine is None  # still loading: none will come
-                    self._decode_closed()
+                    self._retry_at = None  # one last try, then what still waits is given up
+                    self._decode_closed(last=True)
                     if self._on_close is not None:
                         self._on_close()
                     return
@@ -206,6 +224,8 @@ class Pipeline:
             if self._next_item is None and self._queue.empty():
                 try:
                     self._maybe_partial()
+                except EngineUnavailable:
+                    pass  # a partial is optional: the finals' retries report the outage
                 except Exception as err:
                     self.emit(Problem("decode-failed", f"Partial decoding failed: {type(err).__name__}: {err}"))
 
@@ -286,20 +306,51 @@ class Pipeline:
         self.emit(Partial(""))
         self._decode_closed()
 
-    def _decode_closed(self) -> None:
+    def _decode_closed(self, last: bool = False) -> None:
         if self._engine is None and not self._engine_failed:
             return  # still loading: keep the segments, decode them once it is ready
+        if self._retry_at is not None and time.monotonic() < self._retry_at:
+            self._trim_backlog()
+            return  # the engine is unavailable: the segments wait, in order, for the retry
         while self._waiting:
-            seg = self._waiting.pop(0)
+            seg = self._waiting[0]
             try:
                 result = self._decode(seg) if self._engine is not None else {"text": ""}
+            except EngineUnavailable as err:
+                if last:
+                    self._give_up(self._waiting.pop(0), f"not transcribed: {err}")
+                    continue
+                self._retry_s = min(max(2 * self._retry_s, RETRY_FIRST_S), RETRY_MAX_S)
+                self._retry_at = time.monotonic() + self._retry_s
+                self._trim_backlog()
+                self.emit(Backlog(len(self._waiting), self._backlog_s(), str(err), self._retry_s))
+                return
             except Exception as err:  # this segment only: the next one is cut and decoded as usual
                 reason = f"{type(err).__name__}: {err}"
                 result = {"text": "", "error": reason}
                 self.emit(Problem("decode-failed", f"Segment {seg.id} could not be decoded ({reason}).",
                                   "Its audio is kept: retranscribe() tries again."))
+            self._waiting.pop(0)
             self.emit(Final({"id": seg.id, "start": seg.start_ms / 1000, "end": seg.end_ms / 1000,
                              **result}))
+        if self._retry_at is not None:  # the engine is back and the backlog is sent
+            self._retry_at, self._retry_s = None, 0.0
+            self.emit(Backlog(0, 0.0))
+
+    def _backlog_s(self) -> float:
+        return sum(seg.length or 0 for seg in self._waiting) / SAMPLE_RATE
+
+    def _trim_backlog(self) -> None:
+        """Waiting audio is bounded: past MAX_BACKLOG_S the oldest segment is given up."""
+        while len(self._waiting) > 1 and self._backlog_s() > MAX_BACKLOG_S:
+            self._give_up(self._waiting.pop(0), f"not transcribed: more than {MAX_BACKLOG_S:.0f} s of "
+                                                "speech waited for the engine")
+
+    def _give_up(self, seg: _Segment, reason: str) -> None:
+        self.emit(Problem("decode-failed", f"Segment {seg.id} was {reason}.",
+                          "Its audio is in the recording: retranscribe() once the engine is back."))
+        self.emit(Final({"id": seg.id, "start": seg.start_ms / 1000, "end": seg.end_ms / 1000,
+                         "text": "", "error": reason}))
 
     def _decode(self, seg: _Segment) -> dict:
         if not self._engine.streaming:
@@ -332,8 +383,8 @@ class Pipeline:
         while the speaker pauses: a re-decode then would show the words already shown,
         and one still running when the segment closes holds up its final text."""
         seg = self._open
-        if not self.partials or seg is None or self._engine is None or self._engine.streaming:
-            return
+        if not self.partials or seg is None or self._engine is None or self._engine.streaming or self._waiting:
+            return  # finals waiting go first
         now = time.monotonic()
         if now - self._last_partial < self.partial_interval_s:
             return

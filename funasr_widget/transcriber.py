@@ -30,7 +30,7 @@ import traitlets as t
 from . import diagnose
 from ._bundle import bundle
 from .audio import write_wav
-from .events import Final, Lag, ModelState, Partial, Problem, VadChanged
+from .events import Backlog, Final, Lag, ModelState, Partial, Problem, VadChanged
 from .live import VAD_DEFAULTS, LiveSession, joined, split_options
 from .vad import check_params
 from .wire import WireError
@@ -129,6 +129,11 @@ class Transcriber(anywidget.AnyWidget):
             if behind or self.status.startswith(_BEHIND):
                 self.set_trait("status", f"{_BEHIND} {event.seconds:.1f} s behind real time (catching up, "
                                          "nothing is dropped)" if behind else "Caught up with real time.")
+        elif isinstance(event, Backlog):
+            self.set_trait("status", (
+                f"Waiting for the engine ({event.reason}): {event.segments} segment(s), {event.seconds:.1f} s "
+                f"of speech, kept; next try in {event.retry_in_s:.0f} s. Recording goes on." if event.segments
+                else "The engine is back: the waiting segments are transcribed."))
         elif isinstance(event, VadChanged):
             self.set_trait("vad", event.name)
         elif isinstance(event, Problem):

@@ -323,3 +323,36 @@ def test_a_new_view_gets_the_transcript_and_ends_a_take_whose_page_is_gone(monke
     assert replay["view"] == "new-page" and spans(replay["segments"]) == spans(w.segments)
     assert w.recording is False
     w.close()
+
+
+def test_an_unavailable_engine_keeps_segments_waiting_then_sends_them_in_order(models_at, monkeypatch):
+    from funasr_widget.asr import load_engine
+    from funasr_widget.asr.base import EngineUnavailable
+
+    reference = transcribe(bursts(4), RATE, model="sensevoice-small", vad="energy", device="cpu")
+    engine_class = type(load_engine("sensevoice-small", device="cpu"))
+    real, down, tries = engine_class.transcribe, threading.Event(), []
+
+    def flaky(self, samples):
+        if down.is_set():
+            tries.append(time.monotonic())
+            raise EngineUnavailable("server at 127.0.0.1:1 refused the connection")
+        return real(self, samples)
+
+    monkeypatch.setattr(engine_class, "transcribe", flaky)
+    w = Transcriber(model="sensevoice-small", vad="energy", device="cpu")
+    assert w.wait(timeout=60) and w.model_state == "ready"
+    w._live.recognizer.pipeline.partials = False
+    down.set()
+    feed_live(w, bursts(4))
+    assert w.segments == [] and "Waiting for the engine" in w.status and "refused" in w.status
+    time.sleep(2.5)
+    assert len(tries) >= 2 and tries[1] - tries[0] >= 0.9  # backoff, not a busy loop
+    down.clear()
+    deadline = time.monotonic() + 30
+    while len(w.segments) < 4 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [(s["start"], s["end"], s["text"]) for s in w.segments] == \
+        [(s["start"], s["end"], s["text"]) for s in reference]  # all of them, in order, right audio
+    assert "engine is back" in w.status
+    w.close()

@@ -9,6 +9,11 @@ from pathlib import Path
 from typing import Any
 
 
+class EngineUnavailable(Exception):
+    """The engine cannot decode now but may soon (an inference server down, restarting or
+    overloaded): the pipeline keeps the segment, with its audio, and tries again later."""
+
+
 @dataclass
 class LoadedModel:
     """One AutoModel in memory; engines with different options share it."""
