@@ -6,7 +6,7 @@ PORT ?= 8888
 TORCH ?= $(if $(shell command -v nvidia-smi),torch,torch==2.13.0)
 ROOT := $(filter 0,$(shell id -u))
 SUDO := $(if $(ROOT),,sudo)
-APT_PACKAGES := chromium espeak-ng sox
+APT_PACKAGES := chromium espeak-ng sox nginx openssl
 
 .PHONY: lab test test-python test-js test-wheel bench setup system python js models clean
 
@@ -58,7 +58,7 @@ python: .venv/.installed
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
-	SKIP_JUPYTER_BUILDER=1 $(PY) -m pip install -q -e ".[asr,silero,notebooks,test]"
+	SKIP_JUPYTER_BUILDER=1 $(PY) -m pip install -q -e ".[asr,silero,notebooks,test,remote,server]"
 	touch $@
 
 js: funasr_widget/static/widget.js

@@ -44,7 +44,7 @@ TINY=()
 MODELS=(sensevoice-small paraformer-zh-streaming fun-asr-nano)
 left=$(( ${BENCH_BUDGET_S:-470} - ($(date +%s) - start) ))
 timeout "$left" "$PY" -m bench --device "$DEVICE" --quick "${TINY[@]}" \
-  --parts recognition throughput rtf --models "${MODELS[@]}" \
+  --parts recognition throughput rtf --models "${MODELS[@]}" --two-pass \
   --out "$OUTDIR/RESULTS-$DEVICE.md" 2>&1 | tee "$OUTDIR/log.txt"
 status=${PIPESTATUS[0]}
 echo "bench/gpu.sh: exit $status after $(( $(date +%s) - start )) s; report: $OUTDIR/RESULTS-$DEVICE.md"

@@ -21,7 +21,6 @@ in 100 ms blocks makes FSMN-VAD emit each start and end (its detection delay).
 from __future__ import annotations
 
 import sys
-import threading
 import time
 
 import numpy as np
@@ -33,31 +32,21 @@ from . import common
 BLOCK = 1600
 
 
-def _timed(engine) -> list:
-    """Wrap the engine's decode calls with timers: [(start, end, samples, final)]."""
+def _timed_generate(auto) -> list:
+    """Timers around an AutoModel's generate(), which every engine made from it shares (2-pass:
+    one for the streaming model's partials, one for the segment model's finals)."""
     calls: list = []
-    lock = threading.Lock()
+    generate = auto.generate
 
-    def wrap(fn, final_of):
-        def timed(*args, **kwargs):
-            start = time.monotonic()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                with lock:
-                    calls.append((start, time.monotonic(), final_of(args, kwargs)))
-        return timed
+    def timed(*args, **kwargs):
+        start = time.monotonic()
+        try:
+            return generate(*args, **kwargs)
+        finally:
+            calls.append((start, time.monotonic(), kwargs.get("is_final")))
 
-    if engine.streaming:
-        engine.accept = wrap(engine.accept, lambda a, k: k.get("final", a[2] if len(a) > 2 else False))
-    else:
-        engine.transcribe = wrap(engine.transcribe, lambda a, k: None)
+    auto.generate = timed
     return calls
-
-
-def _unwrap(engine) -> None:
-    for name in ("accept", "transcribe"):
-        engine.__dict__.pop(name, None)
 
 
 def vad_detection(samples: np.ndarray, end_silence_ms: int) -> list[tuple[str, int, float]]:
@@ -72,15 +61,23 @@ def vad_detection(samples: np.ndarray, end_silence_ms: int) -> list[tuple[str, i
     return out
 
 
-def live(name: str, info: dict, script: Speech, device: str, hook=None) -> dict:
+def live(name: str, info: dict, script: Speech, device: str, hook=None, partials_info=None) -> dict:
+    """`partials_info`: 2-pass, that streaming model's partials and `info`'s finals."""
     from funasr_widget import Transcriber
     from funasr_widget.asr import load_engine
 
     engine = load_engine(info["path"], device=device)
     if hook:
         hook(engine.model)
-    calls = _timed(engine)
-    w = Transcriber(model=info["path"], vad="fsmn-vad", device=device)
+    # Timed on the shared AutoModel: the widget makes its own engine objects around it, so
+    # timers on this engine object (the old _timed) never saw the widget's decodes.
+    options, pcalls = {}, None
+    calls = _timed_generate(engine.model)
+    if partials_info:
+        options["partials_model"] = partials_info["path"]
+        first = load_engine(partials_info["path"], device=device)
+        pcalls = _timed_generate(first.model)
+    w = Transcriber(model=info["path"], vad="fsmn-vad", device=device, **options)
     try:
         assert w.wait(timeout=600) and w.model_state == "ready", w.model_info
         end_silence = w.end_silence_ms
@@ -88,6 +85,8 @@ def live(name: str, info: dict, script: Speech, device: str, hook=None) -> dict:
         w.observe(lambda c: partials.append((time.monotonic(), c["new"])), "partial")
         w.on_segment(lambda seg: segments.append((time.monotonic(), seg)))
         calls.clear()
+        if pcalls is not None:
+            pcalls.clear()
         x = script.samples
         c0 = time.process_time()
         t0 = time.monotonic()
@@ -101,9 +100,12 @@ def live(name: str, info: dict, script: Speech, device: str, hook=None) -> dict:
         cpu_s = time.process_time() - c0
     finally:
         w.close()
-        _unwrap(engine)
+        engine.model.__dict__.pop("generate", None)
+        if partials_info:
+            first.model.__dict__.pop("generate", None)
 
-    chunk_ms = 600 if engine.streaming else 100
+    streaming = engine.streaming or bool(partials_info)
+    chunk_ms = 600 if streaming else 100
     events = vad_detection(x, end_silence)
     rows = []
     for k, (beg, end) in enumerate(script.intervals_ms):
@@ -114,7 +116,8 @@ def live(name: str, info: dict, script: Speech, device: str, hook=None) -> dict:
         first = next(((t, p) for t, p in partials if p and onset_t - 0.5 <= t < min(nxt, final_t or nxt)), None)
         row = {"onset_ms": beg, "end_ms": end, "segments": len(mine)}
         if first:
-            call = max((c for c in calls if c[1] <= first[0] + 1e-6), key=lambda c: c[1], default=None)
+            call = max((c for c in (calls if pcalls is None else pcalls) if c[1] <= first[0] + 1e-6),
+                       key=lambda c: c[1], default=None)
             model_ms = (call[1] - call[0]) * 1000 if call else None
             row["first_partial_ms"] = (first[0] - onset_t) * 1000
             row["partial_model_ms"] = model_ms
@@ -135,7 +138,7 @@ def live(name: str, info: dict, script: Speech, device: str, hook=None) -> dict:
         # What is left for the pipeline itself once the VAD and the model have had theirs.
         if "final_ms" in row and ends:
             row["final_overhead_ms"] = row["final_ms"] - row["vad_end_detect_ms"] - (row["final_model_ms"] or 0)
-        if "first_partial_ms" in row and starts and not engine.streaming:
+        if "first_partial_ms" in row and starts and not streaming:
             row["partial_overhead_ms"] = (row["first_partial_ms"] - row["vad_start_detect_ms"]
                                           - (row["partial_model_ms"] or 0))
         rows.append(row)
@@ -143,7 +146,8 @@ def live(name: str, info: dict, script: Speech, device: str, hook=None) -> dict:
     col = lambda key: common.summary([r.get(key) for r in rows])  # noqa: E731
     return {
         "model": name, "params": info["params"], "weights": info["weights"],
-        "streaming": engine.streaming, "chunk_ms": chunk_ms, "end_silence_ms": end_silence,
+        "partials_model": partials_info and partials_info["path"],
+        "streaming": streaming, "chunk_ms": chunk_ms, "end_silence_ms": end_silence,
         "audio_s": script.seconds, "fed_s": fed_s, "cpu_s": cpu_s,
         "utterances": len(rows), "segments": len(segments),
         "partials_per_speech_s": sum(1 for _, p in partials if p) / max(speech_s, 1e-9),
@@ -160,14 +164,25 @@ def live(name: str, info: dict, script: Speech, device: str, hook=None) -> dict:
 def main(argv=None) -> None:
     parser = common.part_args(__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["sensevoice-small", "paraformer-zh-streaming"])
+    parser.add_argument("--two-pass", action="store_true",
+                        help="also each segment model with paraformer-zh-streaming's partials (2-pass)")
     args = parser.parse_args(argv)
     from . import models as bench_models
 
-    infos, s = common.prepare(args, args.models)
+    names = list(dict.fromkeys([*args.models, *(["paraformer-zh-streaming"] if args.two_pass else [])]))
+    infos, s = common.prepare(args, names)
     results = []
     for name in args.models:
         print(f"recognition: {name} on {args.device}, {s.seconds:.0f} s in real time ...", file=sys.stderr)
         results.append(live(name, infos[name], s, args.device, bench_models.generation_hook(name)))
+    alone = {r["model"]: r for r in results}
+    for name in (n for n in args.models if args.two_pass and n != "paraformer-zh-streaming"):
+        print(f"recognition: 2-pass paraformer-zh-streaming + {name} ...", file=sys.stderr)
+        r = live(f"2-pass: paraformer-zh-streaming + {name}", infos[name], s, args.device,
+                 bench_models.generation_hook(name), partials_info=infos["paraformer-zh-streaming"])
+        if name in alone:  # the CPU 2-pass costs, as a ratio to the segment model alone
+            r["cpu_vs_segment_model"] = r["cpu_s"] / alone[name]["cpu_s"]
+        results.append(r)
     common.write(args, {"device": args.device, "device_name": common.device_name(args.device),
                         "audio_s": s.seconds, "models": results})
 

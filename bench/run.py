@@ -26,9 +26,9 @@ from pathlib import Path
 from . import models as bench_models
 
 REPO = Path(__file__).resolve().parents[1]
-PARTS = ("transport", "recognition", "throughput", "rtf", "memory")
+PARTS = ("transport", "recognition", "throughput", "rtf", "memory", "remote")
 CPU_MODELS = ["sensevoice-small", "paraformer-zh-streaming"]
-TIMEOUT_S = {"transport": 300, "recognition": 900, "throughput": 900, "rtf": 600, "memory": 1200}
+TIMEOUT_S = {"transport": 300, "recognition": 900, "throughput": 900, "rtf": 600, "memory": 1200, "remote": 1500}
 
 TARGETS = {
     "transport_p99_ms": 30.0,
@@ -36,6 +36,8 @@ TARGETS = {
     "final_excess_ms": 50.0,  # p95 of (end -> final - end silence - 1.5 x model time)
     "partial_excess_ms": 50.0,  # p95 of (onset -> first partial - 1 chunk - model time)
     "memory_growth_mb": 50.0,
+    "remote_p95_ratio": 1.5,  # two replicas behind nginx: p95 at N=8 / p95 at N=1
+    "remote_rss_ratio": 0.25,  # a remote kernel's RSS / a local one's
 }
 
 
@@ -90,7 +92,7 @@ def run_part(part: str, args, extra: list[str]) -> dict:
             log, ok = (err.stdout or b"").decode(errors="replace") if isinstance(err.stdout, bytes) else (err.stdout or ""), False
             log += f"\n(timed out after {err.timeout:.0f} s)"
         took = time.monotonic() - start
-        shown = [ln for ln in log.splitlines() if ln.startswith(("memory:", "recognition:", "throughput:", "rtf:", "building"))]
+        shown = [ln for ln in log.splitlines() if ln.startswith(("memory:", "remote:", "recognition:", "throughput:", "rtf:", "building"))]
         for ln in shown:
             print("   " + ln, file=sys.stderr)
         if not ok:
@@ -181,6 +183,17 @@ def verdicts(results: dict) -> list[tuple[str, str, str, str]]:
                      f"{_f(mem['rss_end_mb'])} MB, {mem['segments']} segments, {_f(mem['speed_x'], 1)}x real time)",
                      f"<= {TARGETS['memory_growth_mb']:.0f} MB",
                      _met(mem["growth_mb"] <= TARGETS["memory_growth_mb"])))
+    rem = results.get("remote")
+    if rem and "error" not in rem:
+        ratio = rem.get("p95_ratio_8_vs_1")
+        rows.append(("remote: two replicas behind nginx, end of speech -> final p95 at N=8 / N=1",
+                     f"{_f(ratio, 2)}", f"<= {TARGETS['remote_p95_ratio']}",
+                     _met(None if ratio is None else ratio <= TARGETS["remote_p95_ratio"])))
+        rows.append(("remote: kernel RSS, remote engine / model loaded locally",
+                     f"{_f(rem['remote_rss_mb'])} / {_f(rem['local_rss_mb'])} MB = {_f(rem['rss_ratio'], 2)} "
+                     f"(energy VAD, no funasr in the kernel: {_f(rem['remote_energy_vad_rss_mb'])} MB = "
+                     f"{_f(rem['rss_ratio_energy_vad'], 2)})", f"< {TARGETS['remote_rss_ratio']}",
+                     _met(rem["rss_ratio"] < TARGETS["remote_rss_ratio"])))
     for part, res in results.items():
         if isinstance(res, dict) and "error" in res:
             rows.append((part, res["error"], "", "**failed**"))
@@ -261,6 +274,13 @@ def details(results: dict) -> str:
             out.append(f"| {x['audio_min']:.0f} | {x['rss_mb']:.1f} | {x['segments']} | {x['wall_s']:.0f} |")
         out.append(f"| end | {mem['rss_end_mb']:.1f} | {mem['segments']} | {mem['wall_s']:.0f} |")
         out.append("")
+    rem = results.get("remote")
+    if rem and "error" not in rem:
+        from .remote import table as remote_table
+
+        out.append(f"### Remote engine (funasr-server, {rem['cores']} cores, {rem['threads_per_replica']} "
+                   f"thread(s) per replica, {rem['sentences']} sentences per notebook)\n")
+        out.append(remote_table(rem) + "\n")
     t = results.get("transport")
     if t and "error" not in t:
         lat = t["latency_ms"]
@@ -306,6 +326,8 @@ def main(argv=None) -> None:
     parser.add_argument("--models", nargs="+", default=None, help=f"ASR models (default {CPU_MODELS})")
     parser.add_argument("--cache", type=Path, default=bench_models.DEFAULT_CACHE)
     parser.add_argument("--tiny", action="store_true", help="tiny models: checks the code path only")
+    parser.add_argument("--two-pass", action="store_true",
+                        help="recognition also runs each segment model with paraformer-zh-streaming's partials")
     parser.add_argument("--out", type=Path, default=None, help="default bench/RESULTS.md (cpu) or "
                         "bench/RESULTS-cuda.md")
     parser.add_argument("--notes", type=Path, default=REPO / "bench" / "FINDINGS.md",
@@ -339,6 +361,8 @@ def main(argv=None) -> None:
         extra = []
         if part in ("recognition", "throughput", "rtf"):
             extra = ["--models", *names]
+            if part == "recognition" and args.two_pass:
+                extra.append("--two-pass")
         elif part == "memory":
             extra = ["--model", "sensevoice-small" if "sensevoice-small" in names else names[0]]
         results[part] = run_part(part, args, extra)

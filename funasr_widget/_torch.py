@@ -38,7 +38,8 @@ def threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-INSTALL_HINT = "pip install 'funasr-widget[asr]'  (funasr, torch, kaldi-native-fbank)"
+INSTALL_HINT = ("pip install 'funasr-widget[asr]'  (funasr, torch, kaldi-native-fbank), in the kernel's "
+                "environment (%pip install ... in a cell), then restart the kernel")
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -47,7 +48,7 @@ def resolve_device(device: str = "auto") -> str:
     try:
         import torch
     except ImportError as exc:
-        raise ModelLoadError(f"PyTorch is not installed ({exc}).", INSTALL_HINT) from exc
+        raise ModelLoadError(f"PyTorch is not installed ({exc}).", INSTALL_HINT, code="asr-missing") from exc
     kind, _, index = device.partition(":")
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -169,7 +170,7 @@ def auto_model_class():
     try:
         import torch
     except ImportError as exc:
-        raise ModelLoadError(f"PyTorch is not installed ({exc}).", INSTALL_HINT) from exc
+        raise ModelLoadError(f"PyTorch is not installed ({exc}).", INSTALL_HINT, code="asr-missing") from exc
     check_torch_version(torch.__version__)
     try:
         with quiet():
@@ -177,7 +178,7 @@ def auto_model_class():
             from funasr.utils import fbank
     except ImportError as exc:
         raise ModelLoadError(f"The recognition stack is not installed ({exc}).",
-                             INSTALL_HINT) from exc
+                             INSTALL_HINT, code="asr-missing") from exc
     # Without an fbank backend funasr loads models, then fails on every decode.
     if not getattr(fbank, "_HAS_TORCHAUDIO", True) and getattr(fbank, "_knf", True) is None:
         raise ModelLoadError("funasr has no fbank backend (torchaudio or kaldi-native-fbank).",
@@ -358,6 +359,12 @@ def _load_error(path: Path, exc: BaseException) -> ModelLoadError:
                 "official hub page.",
             )
         cause = cause.__cause__ or cause.__context__
+    from .diagnose import model_failure
+
+    known = model_failure(exc, path)
+    if known is not None:
+        code, message, hint = known
+        return ModelLoadError(message, hint, code=code)
     return ModelLoadError(
         f"Could not load the model in {path}: {type(exc).__name__}: {exc}",
         "Its files may be incomplete or corrupt (an interrupted download?): delete the "

@@ -96,6 +96,8 @@ def clean_env(content) -> dict:
         "devices": devices,
         "context_rate": (int(rate) if rate.is_integer() else rate) if rate is not None and rate > 0 else None,
         "context_state": _str_or_none(c.get("context_state"), 40),
+        "policy_allows": flag("policy_allows"),  # the page's permissions policy allows the microphone
+        "in_frame": flag("in_frame"),
     }
 
 
@@ -114,6 +116,11 @@ _PERMISSION_FIX = {
 }
 _PERMISSION_FIX_OTHER = "Allow microphone access for this site in the browser's site settings, then reload the page."
 _OS_FIX = " If the browser already allows it, check the operating system's privacy settings for the microphone."
+_REMOTE_MIC = ("In a virtual machine, pass the host's microphone through (VirtualBox: Devices > Audio > "
+               "Audio Input; VMware: connect the sound card); under WSL the browser runs in Windows, so use "
+               "a Windows browser; over Remote Desktop enable 'Record from this computer' (mstsc: Local "
+               "Resources > Remote audio); a browser on a remote machine (X11/VNC) hears that machine, "
+               "not you.")
 
 
 def _insecure(env: dict) -> tuple[str, str]:
@@ -143,11 +150,13 @@ _TEXTS = {
     ),
     "no-device": lambda env: (
         "No microphone was found.",
-        "Plug in or enable a microphone (check the operating system's sound settings), then press Record again.",
+        "Plug in or enable a microphone (check the operating system's sound settings), then press Record again. "
+        + _REMOTE_MIC,
     ),
     "device-busy": lambda env: (
         "The microphone is in use or could not be opened (NotReadableError).",
-        "Close other apps or tabs using it (video calls, recorders), or pick another device, then try again.",
+        "Close other apps or tabs using it (video calls, recorders), or pick another device, then try again. "
+        "On Windows this is also what a microphone blocked in Settings > Privacy & security > Microphone looks like.",
     ),
     "overconstrained": lambda env: (
         "The chosen microphone is not available any more (OverconstrainedError).",
@@ -161,7 +170,20 @@ _TEXTS = {
     "silent-input": lambda env: (
         "The microphone sends pure silence.",
         "It may be muted (hardware switch or operating system), or the wrong input is selected: "
-        "pick another device in the list.",
+        "pick another device in the list. " + _REMOTE_MIC,
+    ),
+    "blocked-by-policy": lambda env: (
+        "This page is not allowed to use the microphone: its permissions policy blocks it "
+        "(a frame without allow=\"microphone\", or an editor's notebook view such as VS Code's).",
+        "Open the notebook in a browser tab of its own: JupyterLab or Jupyter Notebook at "
+        "http://localhost:<port> (or https://). A page that embeds Jupyter in an <iframe> must give it "
+        "allow=\"microphone\". In VS Code, use the browser instead of the editor's notebook view.",
+    ),
+    "os-blocked": lambda env: (
+        "The browser allows the microphone for this site, but the operating system withholds it.",
+        "macOS: System Settings > Privacy & Security > Microphone: switch on your browser, then restart the "
+        "browser. Windows: Settings > Privacy & security > Microphone: allow desktop apps (and the browser). "
+        "Linux: check that no sandbox (Flatpak/Snap permission) hides the microphone. Then press Record again.",
     ),
     "capture-failed": lambda env: (
         "The microphone could not be started.",
@@ -191,6 +213,152 @@ def capture_error(code: str, env: dict | None = None, detail: str = "") -> dict:
     if detail and (code not in _TEXTS or code in ("capture-failed", "device-busy")):
         message = f"{message} ({detail})"
     return {"code": code, "message": message, "hint": hint}
+
+
+# -- the VAD threshold against the voice (levels.py measures, these are the words) -----------
+
+_KNOB_WORDS = {"energy_threshold_db": "dBFS", "speech_threshold": "speech score"}
+
+
+def threshold_hint(code: str, vad: str, *, heard_db, peak_db, floor_db, current, fix: dict, seconds: float,
+                   count: int = 0) -> dict:
+    """The `error` value for a threshold the voice cannot pass ("threshold-too-high") or a VAD
+    that never closes ("vad-never-closes"), with `fix` (knob -> suggested value) for apply_hint()."""
+    knob, value = next(iter(fix.items()))
+    call = f"w.apply_hint()  (or w.{knob} = {value:g})"
+    if code == "threshold-too-high":
+        if vad == "energy":
+            need = f"the energy VAD needs {current:.0f} dBFS"
+        else:
+            need = f"the {vad} VAD needs a speech score of {current:.2f}"
+        message = (f"The microphone hears speech-level sound (about {heard_db:.0f} dBFS, peaks {peak_db:.0f}, "
+                   f"the room {floor_db:.0f}) for {seconds:.0f} s, but {need}: no segment opened.")
+        hint = (f"Lower the threshold: {knob} = {value:g}. Click 'Apply' or run {call}. "
+                "Or speak closer to the microphone / raise its input volume in the system's sound settings.")
+    else:
+        message = (f"The VAD never closes: {count} segments in a row ran to max_segment_s ({seconds:.0f} s). "
+                   f"It takes the background (about {floor_db:.0f} dBFS: a fan, music, a hum?) for speech.")
+        hint = (f"Raise the threshold: {knob} = {value:g}. Click 'Apply' or run {call}. "
+                "Or reduce the noise, or pick another input device.")
+    return {"code": code, "message": _text(message), "hint": _text(hint, 2 * MAX_TEXT), "fix": dict(fix)}
+
+
+# -- a front end that never answered -----------------------------------------------------------
+
+FRONTEND_WAIT_S = 10.0  # after display, how long the front end has to say hello
+
+FRONTEND_MISSING = (
+    "The widget's front end has not started in this page: no message from it.",
+    "Likely causes: (1) the front end cannot run widgets (a plain console, nbconvert or GitHub's viewer, "
+    "an old VS Code without the Jupyter extension); (2) anywidget / the Jupyter widget manager is missing "
+    "from the Jupyter server's environment (`pip install anywidget jupyterlab_widgets` there, then reload "
+    "the page); (3) a JavaScript error (the browser's console, F12, says which). "
+    "Fix: open the notebook in JupyterLab >= 4 or Notebook 7 at http://localhost:<port>, reload the page, "
+    "run the cell again; `w.diagnose()` shows the checklist.",
+)
+
+
+def plain_text(status: str = "") -> str:
+    """The widget's text/plain output: what a front end that cannot show widgets shows."""
+    message, hint = FRONTEND_MISSING
+    return ("Transcriber (funasr-widget): a microphone widget. If you can read this instead of a "
+            "Record button, the front end did not show it.\n" + hint
+            + (f"\nKernel-side status: {status}" if status else ""))
+
+
+# -- model failures ----------------------------------------------------------------------------
+
+INSTALL_ASR = "pip install 'funasr-widget[asr]'  (funasr, torch, kaldi-native-fbank)"
+LOAD_STALL_S = 120.0  # a load that reports no progress for this long is called stuck
+
+
+def _causes(exc: BaseException):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def model_failure(exc: BaseException, path=None, device: str = "") -> tuple[str, str, str] | None:
+    """(code, message, hint) for the model failures a user can fix by name: funasr or torch
+    missing, missing or truncated weights (an interrupted download), CUDA out of memory, CUDA
+    initialisation failure. None when the failure is none of these."""
+    where = f" in {path}" if path else ""
+    try:  # the GPU fallback's own test for "CUDA itself failed" (asr/device.py), when present
+        from .asr.device import cuda_failure
+    except ImportError:
+        cuda_failure = None
+    reason = cuda_failure(exc) if cuda_failure is not None else None
+    if reason is not None:
+        if "out of memory" in reason.lower():
+            return ("cuda-oom", f"The GPU ran out of memory loading the model{where} ({_text(reason, 160)}).",
+                    "Free GPU memory (funasr_widget.models.release(), other kernels; nvidia-smi shows who uses "
+                    "it), pick a smaller model, or use device='cpu'.")
+        return ("cuda-init-failed", f"CUDA could not start{' on ' + device if device else ''} ({_text(reason, 160)}).",
+                "Check `nvidia-smi` (driver loaded, GPU visible), that torch's CUDA build matches the driver "
+                "(torch.version.cuda), and CUDA_VISIBLE_DEVICES; or use device='cpu'.")
+    for cause in _causes(exc):
+        name, text = type(cause).__name__, str(cause)
+        low = text.lower()
+        package = (getattr(cause, "name", None) or "").split(".")[0]
+        if isinstance(cause, ModuleNotFoundError) and package in ("funasr", "torch", "torchaudio"):
+            return ("asr-missing", f"{cause.name.split('.')[0]} is not installed in this kernel's environment.",
+                    f"Install it where the kernel runs: {INSTALL_ASR}; then restart the kernel.")
+        if name == "OutOfMemoryError" or "out of memory" in low:
+            return ("cuda-oom", f"The GPU ran out of memory loading the model{where} ({_text(text, 160)}).",
+                    "Free GPU memory (funasr_widget.models.release(), other kernels, nvidia-smi shows who uses "
+                    "it), pick a smaller model, or use device='cpu'.")
+        if ("cuda" in low and any(k in low for k in ("initialization", "initialise", "driver", "no kernel image",
+                                                     "cudagetdevicecount", "busy or unavailable",
+                                                     "not compiled with cuda", "no cuda gpus"))):
+            on = f" on {device}" if device else ""
+            return ("cuda-init-failed", f"CUDA could not start{on} ({_text(text, 160)}).",
+                    "Check `nvidia-smi` (driver loaded, GPU visible), that torch's CUDA build matches the driver "
+                    "(torch.version.cuda), and CUDA_VISIBLE_DEVICES; or use device='cpu'.")
+        if (isinstance(cause, (EOFError, FileNotFoundError)) or
+                any(k in low for k in ("pytorchstreamreader", "unexpected eof", "ran out of input",
+                                       "file might be corrupted", "invalid load key", "central directory",
+                                       "truncated", "failed finding central"))):
+            return ("weights-corrupt", f"The model's weights{where} are missing or truncated ({_text(text, 160)}).",
+                    "The files are incomplete or corrupt (an interrupted download?): delete the folder, then "
+                    "funasr_widget.models.fetch(name) again (or copy the files again), and load_model() again.")
+    return None
+
+
+def stalled_load(name: str, seconds: float) -> tuple[str, str]:
+    return (f"Loading {name} has made no progress for {seconds:.0f} s.",
+            "A download may be stuck (network, proxy, a full disk) or the machine is swapping: check the "
+            "network and free memory; interrupt with load_model() of another model, or restart the kernel "
+            "and fetch the model with funasr_widget.models.fetch(name) to see its progress.")
+
+
+# -- the microphone self-test ------------------------------------------------------------------
+
+def self_test_verdict(peak_db: float | None, rms_db: float | None, seconds: float, env: dict | None = None) -> dict:
+    """`self_test` trait value from the levels of a few seconds of recording."""
+    peak = -120.0 if peak_db is None or not math.isfinite(peak_db) else float(peak_db)
+    rms = -120.0 if rms_db is None or not math.isfinite(rms_db) else float(rms_db)
+    if peak <= -80:
+        code, ok = "silent", False
+        message = "Silence: the microphone delivered no sound at all."
+        hint = _TEXTS["silent-input"](clean_env(env))[1]
+    elif peak >= -0.5:
+        code, ok = "clipping", False
+        message = "Too loud: the input clips (peak at 0 dBFS)."
+        hint = "Lower the input volume in the system's sound settings, or move away from the microphone."
+    elif peak < -35:
+        code, ok = "quiet", False
+        message = "Very quiet: only noise-level input reached the browser."
+        hint = ("Speak during the test; raise the input volume in the system's sound settings; check that "
+                "the right device is chosen.")
+    else:
+        code, ok = "ok", True
+        message = "The microphone works: sound arrives at a usable level."
+        hint = "You heard the recording played back; press Record to dictate."
+    return {"code": code, "ok": ok, "peak_db": round(peak, 1), "rms_db": round(rms, 1),
+            "seconds": round(float(seconds), 2),
+            "message": f"{message} Peak {peak:.1f} dBFS, RMS {rms:.1f} dBFS over {seconds:.1f} s.", "hint": hint}
 
 
 @dataclass
@@ -225,19 +393,23 @@ class Checklist(list):
         return [c for c in self if c.ok is False]
 
 
-def checklist(env: dict, stats: dict, error: dict, model_state: str, model_info: dict, last_seen: float | None) -> Checklist:
+def checklist(env: dict, stats: dict, error: dict, model_state: str, model_info: dict, last_seen: float | None,
+              displayed_at: float | None = None, level_hint: dict | None = None,
+              self_test: dict | None = None) -> Checklist:
     """Everything known about the capture path, first failure first in reading order.
 
     Never raises, whatever the arguments hold: a value of the wrong type counts as
     unknown, and every text is capped.
     """
     try:
-        return _checklist(env, stats, error, model_state, model_info, last_seen)
+        return _checklist(env, stats, error, model_state, model_info, last_seen, displayed_at, level_hint,
+                          self_test)
     except Exception as err:  # noqa: BLE001 - a bug here must not hide the diagnosis's reason
         return Checklist([Check("diagnosis", None, _text(f"could not be built: {type(err).__name__}: {err}"))])
 
 
-def _checklist(env, stats, error, model_state, model_info, last_seen) -> Checklist:
+def _checklist(env, stats, error, model_state, model_info, last_seen, displayed_at=None, level_hint=None,
+               self_test=None) -> Checklist:
     seen = isinstance(env, dict) and env != {}  # the front end's env report came
     env = clean_env(env)
     stats = stats if isinstance(stats, dict) else {}
@@ -249,16 +421,28 @@ def _checklist(env, stats, error, model_state, model_info, last_seen) -> Checkli
     rows = Checklist()
     seen_at = _number(last_seen)
     age = None if seen_at is None else time.monotonic() - seen_at
+    shown = _number(displayed_at)
+    shown_s = None if shown is None else time.monotonic() - shown
+    silent_front = age is None and not seen and shown_s is not None and shown_s >= FRONTEND_WAIT_S
     rows.append(Check(
         "kernel link", seen or age is not None,
         f"last message from the front end {age:.1f} s ago" if age is not None
         else "messages from the front end" if seen
-        else "no message from the widget yet: is it displayed in a live page?",
+        else (f"displayed {shown_s:.0f} s ago, but the front end never answered. {FRONTEND_MISSING[1]}"
+              if silent_front else "no message from the widget yet: is it displayed in a live page?"),
     ))
     rows.append(Check(
         "secure context", secure if seen else None,
         f"origin {env['origin'] or '?'}" + ("" if secure or not seen else f": {_insecure(env)[1]}"),
     ))
+    if env["policy_allows"] is not None or env["in_frame"]:
+        rows.append(Check(
+            "permissions policy", env["policy_allows"],
+            ("this page may use the microphone" if env["policy_allows"]
+             else "unknown in this browser" if env["policy_allows"] is None
+             else _TEXTS["blocked-by-policy"](env)[0] + " " + _TEXTS["blocked-by-policy"](env)[1])
+            + (" (the notebook is inside a frame)" if env["in_frame"] else ""),
+        ))
     rows.append(Check(
         "permission", {"granted": True, "denied": False}.get(permission),
         permission + (f": {_permission(env)[1]}" if permission == "denied" else ""),
@@ -294,12 +478,36 @@ def _checklist(env, stats, error, model_state, model_info, last_seen) -> Checkli
         "input level", None if level is None else level > -80,
         "no audio yet" if level is None else f"last chunk {level:.1f} dBFS",
     ))
+    if isinstance(level_hint, dict) and level_hint:
+        rows.append(Check("VAD threshold", False,
+                          _text(f"{_text(level_hint.get('message'))} Fix: {_text(level_hint.get('hint'))}",
+                                2 * MAX_TEXT)))
+    elif level is not None:
+        rows.append(Check("VAD threshold", None, "no sign of a threshold above the voice or a VAD that never closes"))
+    if isinstance(self_test, dict) and self_test.get("code"):
+        rows.append(Check("self-test", bool(self_test.get("ok")), _text(self_test.get("message"))))
     state = model_state if isinstance(model_state, str) else None
+    fix = model_info.get("hint") if state == "error" or model_info.get("stalled") else None
     rows.append(Check(
-        "model", {"ready": True, "error": False}.get(state),
-        _text(f"{_text(model_state, 40)}: " + _text(model_info.get("message") or model_info.get("name") or "")),
+        "model", {"ready": True, "error": False}.get(state) if not model_info.get("stalled") else False,
+        _text(f"{_text(model_state, 40)}: " + _text(model_info.get("message") or model_info.get("name") or "")
+              + (f" Fix: {_text(fix)}" if fix else ""), 2 * MAX_TEXT),
     ))
     if error:
         rows.append(Check("last error", False,
                           _text(f"{_text(error.get('message'))} Fix: {_text(error.get('hint'))}", 2 * MAX_TEXT)))
     return rows
+
+
+def server_check(info) -> Check:
+    """The row for a remote ASR server (asr/remote.py's probe(); it never holds the token)."""
+    info = info if isinstance(info, dict) else {}
+    rtt = _number(info.get("rtt_ms"))
+    said = [f"{_text(info.get('url'), 200)}",
+            {True: "reachable", False: "unreachable"}.get(info.get("reachable"), "reachability unknown"),
+            {True: "token accepted" if info.get("token") else "no token needed",
+             False: "token refused" if info.get("token") else "a token is needed"}.get(info.get("authenticated"), "")]
+    said.append(f"round trip {rtt:.0f} ms" if rtt is not None else "")
+    ok = info.get("reachable") and info.get("authenticated") and info.get("model")
+    detail = ", ".join(p for p in said if p) + (f": {_text(info.get('message'))}" if info.get("message") else "")
+    return Check("ASR server", True if ok else False if info.get("reachable") is not None else None, _text(detail))

@@ -118,6 +118,18 @@ class LiveSession:
         """Block until everything so far is processed (the model loaded or failed); False on timeout."""
         return self.recognizer.wait(timeout)
 
+    def server_probe(self) -> dict | None:
+        """For diagnose(): the remote server asked for (reachable, authenticated, model, round
+        trip), checked now; None when the model runs in this kernel. Never holds the token."""
+        requested = self.recognizer.requested
+        if requested is None or not requested[2].get("server"):
+            return None
+        from .asr import remote
+
+        model, _device, options = requested
+        return remote.probe(options["server"], remote.DEFAULT_MODEL if model == "auto" else str(model),
+                            api_key=options.get("api_key"), ca_bundle=options.get("ca_bundle"))
+
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("this session is closed: create a new Transcriber")
@@ -148,7 +160,7 @@ class LiveSession:
         """For offline use: a model that did not load, or any background failure, raises."""
         if self.model_state == "error":
             raise ModelLoadError(self.model_info.get("message", "The model failed to load."),
-                                 self.model_info.get("hint", ""))
+                                 self.model_info.get("hint", ""), code=self.model_info.get("code", "model-failed"))
         if self.problems:
             first = self.problems[0]
             more = f" (and {len(self.problems) - 1} more problems)" if len(self.problems) > 1 else ""
@@ -190,7 +202,8 @@ def transcribe(source, sample_rate: int | None = None, model: str | None = "auto
     The audio goes through the same pipeline as the microphone, which cuts it into the
     same 100 ms blocks, so the VAD cuts it the same way. `options`: VAD parameters
     (end_silence_ms, speech_threshold, max_segment_s, energy_threshold_db) and model
-    options (language, use_itn, hotword, punctuation, trust_remote_code). Raises
+    options (language, use_itn, hotword, punctuation, trust_remote_code), or a server's
+    (server, api_key, ca_bundle: asr/remote.py). Raises
     ModelLoadError if the model cannot load and RecognitionError if any part failed:
     never a truncated list."""
     vad_params, model_options = split_options(dict(options))
@@ -204,6 +217,7 @@ def transcribe(source, sample_rate: int | None = None, model: str | None = "auto
         raise ValueError(f"sample_rate must be a positive whole number of Hz, got {rate!r}")
     session = LiveSession(model, vad, device, max_seconds=len(samples) / rate + 1.0, partials=False,
                           vad_params=vad_params, **model_options)
+    session.recognizer.pipeline.offline = True  # decoded as funasr's batch path does (pipeline.py)
     try:
         session.feed(samples, int(rate), final=True)
         session.wait()

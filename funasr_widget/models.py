@@ -29,10 +29,11 @@ Progress = Callable[[Optional[float], str], None]
 class ModelLoadError(Exception):
     """A model could not be found, downloaded or loaded. ``hint`` says what to do."""
 
-    def __init__(self, message: str, hint: str = ""):
+    def __init__(self, message: str, hint: str = "", code: str = "model-failed"):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.code = code  # what failed, for the widget and diagnose() (diagnose.model_failure)
 
     def __str__(self) -> str:
         return f"{self.message}\n{self.hint}" if self.hint else self.message
@@ -109,17 +110,17 @@ def resolve(name: str) -> Path:
         raise ModelLoadError(
             f"Model '{s.name}' is not in {folder}.",
             f"Run funasr_widget.models.fetch('{s.name}') to download it, or "
-            + _fill_by_hand(s, folder) + ".",
+            + _fill_by_hand(s, folder) + ".", code="model-missing",
         )
     if folder.is_dir():
         raise ModelLoadError(
             f"{folder} is not a complete model folder: it needs config.yaml (or "
             "configuration.json) and model.pt.",
-            "The download may have been interrupted: fetch or copy the model again.",
+            "The download may have been interrupted: fetch or copy the model again.", code="weights-missing",
         )
     raise ModelLoadError(
         f"Unknown model '{name}': not a model name and no such folder.",
-        f"Use one of {', '.join(REGISTRY)}, or the path of a local model folder.",
+        f"Use one of {', '.join(REGISTRY)}, or the path of a local model folder.", code="model-missing",
     )
 
 
@@ -233,7 +234,7 @@ def fetch(name: str, progress: Progress | None = None) -> Path:
         raise ModelLoadError(
             f"Model '{s.name}' is not in {folder}, and {host}:{port} cannot be reached "
             "to download it.",
-            _fill_by_hand(s, folder) + ".",
+            _fill_by_hand(s, folder) + ".", code="model-missing",
         )
     report = progress or (lambda fraction, message: None)
     partial = folder.with_name(folder.name + ".partial")  # never looks complete half-way
@@ -242,10 +243,10 @@ def fetch(name: str, progress: Progress | None = None) -> Path:
         _download(s.hub_id, partial, report)
     except Exception as exc:
         raise ModelLoadError(f"Downloading {s.hub_id} failed: {exc}",
-                             "Try again, or " + _fill_by_hand(s, folder) + ".") from exc
+                             "Try again, or " + _fill_by_hand(s, folder) + ".", code="download-failed") from exc
     if not _complete(partial):
         raise ModelLoadError(f"The download of {s.hub_id} has no config.yaml/model.pt.",
-                             _fill_by_hand(s, folder) + ".")
+                             _fill_by_hand(s, folder) + ".", code="weights-missing")
     shutil.rmtree(folder, ignore_errors=True)
     partial.rename(folder)
     report(1.0, f"downloaded {s.name}")

@@ -10,6 +10,9 @@ in one call, which costs a fraction of one call per block and gives the same
 events (a VAD's events do not depend on how its input is cut); the blocks are
 then replayed one by one, each event applied at the block holding its time, so
 segments, their audio and a streaming model's partials come as they would live.
+Audio that is not live (``offline``, set by transcribe()) has its closed segments decoded
+the way funasr's VAD path does: gathered, then shortest first in batches (the engine's
+transcribe_batch), their finals still in id order and the same as live.
 
 Nothing that fails here stops the worker: a VAD error is reported and the VAD restarted
 (its clock re-anchored at the current position), a decode error gives that one segment an
@@ -21,9 +24,11 @@ MAX_BACKLOG_S of waiting audio the oldest is given up (its audio stays in the re
 
 from __future__ import annotations
 
+import atexit
 import queue
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -39,6 +44,7 @@ HISTORY_S = 5.0  # audio kept before a segment opens: VAD start events look back
 MAX_BATCH_S = 10.0  # queued audio taken in one step when behind
 RETRY_FIRST_S, RETRY_MAX_S = 1.0, 30.0  # backoff for an unavailable engine: doubles up to the cap
 MAX_BACKLOG_S = 600.0  # closed segments' audio kept waiting for an unavailable engine
+OFFLINE_BATCH_S = 300.0  # audio not live: closed segments gather up to this much, then a batch
 
 
 @dataclass
@@ -90,6 +96,10 @@ class Pipeline:
         self._history_start = 0
         self._open: _Segment | None = None
         self._waiting: list[_Segment] = []  # closed, waiting for the engine
+        self._at_end = False  # the last audio item was final: nothing more to batch with
+        # Audio that is not live (transcribe() sets it): closed segments gather and are decoded
+        # in batches, shortest first, as funasr's VAD path does; finals still in id order.
+        self.offline = False
         self._retry_at: float | None = None  # when to try an unavailable engine again
         self._retry_s = 0.0
         self._next_id = 0
@@ -98,6 +108,7 @@ class Pipeline:
         self._partial_cost = 0.0  # seconds the last partial re-decode took
         self._thread = threading.Thread(target=self._run, name="funasr-widget-pipeline", daemon=True)
         self._thread.start()
+        _running.add(self)
 
     # -- called from any thread ------------------------------------------------
 
@@ -134,6 +145,11 @@ class Pipeline:
     @property
     def lag_seconds(self) -> float:
         return self._queued_samples / SAMPLE_RATE
+
+    @property
+    def in_speech(self) -> bool:
+        """A segment is open now (read from any thread; levels.py watches it)."""
+        return self._open is not None
 
     def close(self) -> None:
         """Finish what is queued (an open segment needs a final push first), then stop."""
@@ -206,6 +222,9 @@ class Pipeline:
                     pieces, final = self._take_audio_batch(payload, final)
                     items, samples = len(pieces), sum(len(x) for x in pieces)
                     self._audio(pieces, final)
+                    self._at_end = final  # the end of the audio: what waits for a batch goes now
+                    if final:
+                        self._decode_closed()
                 elif kind == "params":
                     self.vad.set_params(**payload)
                 else:
@@ -272,7 +291,8 @@ class Pipeline:
                     self._open_segment(event.ms)
                 elif event.kind == "end" and self._open is not None:
                     self._close_segment(event.ms)
-            if self._open is not None and self._engine is not None and self._engine.streaming:
+            if self._open is not None and self._engine is not None and self._engine.streaming and (
+                    self.partials or not getattr(self._engine, "two_pass", False)):  # offline: no 1st pass
                 self._stream_step()
         if self._restart_vad:
             self._start_vad()
@@ -312,6 +332,10 @@ class Pipeline:
         if self._retry_at is not None and time.monotonic() < self._retry_at:
             self._trim_backlog()
             return  # the engine is unavailable: the segments wait, in order, for the retry
+        if self._batching():
+            if not (last or self._at_end) and self._backlog_s() < OFFLINE_BATCH_S:
+                return  # offline: closed segments gather, then go in batches
+            self._decode_batch()  # what it could not decode, the loop below does one by one
         while self._waiting:
             seg = self._waiting[0]
             try:
@@ -332,10 +356,36 @@ class Pipeline:
                                   "Its audio is kept: retranscribe() tries again."))
             self._waiting.pop(0)
             self.emit(Final({"id": seg.id, "start": seg.start_ms / 1000, "end": seg.end_ms / 1000,
-                             **result}))
+                             **in_session(result, seg.start_ms)}))
         if self._retry_at is not None:  # the engine is back and the backlog is sent
             self._retry_at, self._retry_s = None, 0.0
             self.emit(Backlog(0, 0.0))
+
+    def _batching(self) -> bool:
+        """Audio that is not live (``offline``: transcribe()) with an engine that can decode
+        several segments at once: decode them as funasr's VAD path does (asr/segment.py)."""
+        return (self.offline and self._engine is not None and self._retry_at is None
+                and hasattr(self._engine, "transcribe_batch"))  # a 2-pass one: its second pass
+
+    def _decode_batch(self) -> None:
+        """The waiting segments in one transcribe_batch call; their finals in id order (a
+        segment that failed gets its error). If the call itself fails, they stay waiting, for
+        the one-by-one decode."""
+        if len(self._waiting) < 2:
+            return
+        try:
+            results = self._engine.transcribe_batch([seg.audio() for seg in self._waiting])
+        except Exception:
+            return
+        for seg, result in zip(list(self._waiting), results):
+            if isinstance(result, Exception):  # that segment only, as one by one
+                reason = f"{type(result).__name__}: {result}"
+                self.emit(Problem("decode-failed", f"Segment {seg.id} could not be decoded ({reason}).",
+                                  "Its audio is kept: retranscribe() tries again."))
+                result = {"text": "", "error": reason}
+            self._waiting.pop(0)
+            self.emit(Final({"id": seg.id, "start": seg.start_ms / 1000, "end": seg.end_ms / 1000,
+                             **in_session(result, seg.start_ms)}))
 
     def _backlog_s(self) -> float:
         return sum(seg.length or 0 for seg in self._waiting) / SAMPLE_RATE
@@ -353,8 +403,8 @@ class Pipeline:
                          "text": "", "error": reason}))
 
     def _decode(self, seg: _Segment) -> dict:
-        if not self._engine.streaming:
-            return self._engine.transcribe(seg.audio())
+        if not self._engine.streaming or getattr(self._engine, "two_pass", False):
+            return self._engine.transcribe(seg.audio())  # 2-pass: the streamed text was the partial
         return {"text": seg.text + self._stream_feed(seg, final=True)}
 
     def _stream_step(self) -> None:
@@ -385,6 +435,8 @@ class Pipeline:
         seg = self._open
         if not self.partials or seg is None or self._engine is None or self._engine.streaming or self._waiting:
             return  # finals waiting go first
+        if not getattr(self._engine, "partials", True):
+            return  # an engine that declines partials (a remote one, unless asked)
         now = time.monotonic()
         if now - self._last_partial < self.partial_interval_s:
             return
@@ -396,6 +448,33 @@ class Pipeline:
                 return  # nothing but silence since the last one, or it would outlast the segment
         self._last_partial = now
         self._partial_pos = self._pos
-        text = self._engine.transcribe(seg.audio())["text"]
+        decode = getattr(self._engine, "transcribe_partial", self._engine.transcribe)  # remote: short timeout
+        text = decode(seg.audio())["text"]
         self._partial_cost = time.monotonic() - now
         self.emit(Partial(text))
+
+
+def in_session(result: dict, start_ms: int) -> dict:
+    """A segment's result with its word times (seconds from the segment's start) moved to
+    session seconds, as the segment's own start and end are."""
+    if not result.get("words"):
+        return result
+    offset = start_ms / 1000
+    return {**result, "words": [{**w, "start": round(w["start"] + offset, 3),
+                                 "end": round(w["end"] + offset, 3)} for w in result["words"]]}
+
+
+# A worker still inside torch when the interpreter exits can abort the process ("terminate
+# called..."): at exit, each running pipeline is closed and given a moment to finish.
+_running: weakref.WeakSet = weakref.WeakSet()
+EXIT_WAIT_S = 5.0
+
+
+@atexit.register
+def _stop_all() -> None:
+    deadline = time.monotonic() + EXIT_WAIT_S
+    pipelines = list(_running)
+    for pipeline in pipelines:
+        pipeline.close()
+    for pipeline in pipelines:
+        pipeline.join(max(deadline - time.monotonic(), 0.0))

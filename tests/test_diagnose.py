@@ -10,7 +10,7 @@ GOOD_ENV = {
     "secure_context": False, "origin": "http://10.0.0.5:8888", "user_agent": "Mozilla/5.0",
     "browser": "firefox", "media_devices": True, "permission": "denied",
     "devices": [{"id": "abcdef0123456789", "label": ""}, {"id": "x", "label": "USB mic"}],
-    "context_rate": 48000, "context_state": "running",
+    "context_rate": 48000, "context_state": "running", "policy_allows": True, "in_frame": False,
 }
 
 

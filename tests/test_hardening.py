@@ -16,16 +16,11 @@ import traitlets
 
 from funasr_widget import RecognitionError, Transcriber, VadExplorer, transcribe
 from funasr_widget.asr import ModelLoadError
+from feeding import feed_live
 
 pytestmark = pytest.mark.timeout(120)
 RATE = 16_000
 
-
-def feed_live(widget, samples, chunk=1600):
-    for i in range(0, len(samples), chunk):
-        widget.feed(samples[i:i + chunk])
-    widget.feed(np.zeros(0, np.float32), final=True)
-    assert widget.wait(timeout=90), "the pipeline did not finish"
 
 
 def bursts(n: int, on_s: float = 0.4, off_s: float = 0.8) -> np.ndarray:

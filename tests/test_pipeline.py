@@ -9,15 +9,10 @@ import pytest
 
 from funasr_widget import Transcriber, transcribe
 from funasr_widget.asr import ModelLoadError, load_engine
+from feeding import feed_live
 
 CHUNK = 1600
 
-
-def feed_live(widget, samples, chunk=CHUNK):
-    for i in range(0, len(samples), chunk):
-        widget.feed(samples[i:i + chunk])
-    widget.feed(np.zeros(0, np.float32), final=True)
-    assert widget.wait(timeout=120)
 
 
 def within(ms, known_ms, tolerance=300):

@@ -20,9 +20,13 @@ from typing import Union
 from .. import _torch, models
 from .._torch import resolve_device
 from ..models import ModelLoadError, Progress
+from . import remote
+from . import nano
 from .base import LoadedModel
+from .device import load_with_fallback
 from .segment import SegmentEngine
 from .streaming import StreamingEngine
+from .two_pass import TwoPassEngine
 
 # name -> (accepted types, what it does). Checked where given (check_options).
 OPTIONS = {
@@ -32,7 +36,19 @@ OPTIONS = {
                                     "(SeACo-Paraformer, Fun-ASR-Nano)"),
     "punctuation": ((bool,), "add punctuation with ct-punc (segment models)"),
     "trust_remote_code": ((bool,), "allow running Python code shipped in the model folder"),
+    "partials_model": ((str, os.PathLike), "2-pass: a streaming model (paraformer-zh-streaming) that "
+                                           "shows partial text while you speak; `model` writes the finals"),
+    "timestamps": ((bool,), "word times in each final's `words` (default on where the model gives them; "
+                            "off saves SenseVoice's CTC alignment, about a fifth of its decode)"),
+    # A remote engine (asr/remote.py): checked by check_remote_options, values never echoed.
+    "server": ((str,), "an OpenAI-compatible ASR server's URL (funasr-server, vLLM): segments are sent there"),
+    "api_key": ((str,), f"the server's bearer token (default: ${remote.TOKEN_ENV})"),
+    "ca_bundle": ((str, os.PathLike), "a PEM file of CA certificates to trust for the server"),
+    "server_partials": ((bool,), "also send the open segment for partial text (off: finals only)"),
 }
+REMOTE_OPTIONS = ("server", "api_key", "ca_bundle", "server_partials")
+# What the server's API cannot take (funasr-server's form has model, language, response_format).
+NOT_REMOTE = ("use_itn", "hotword", "punctuation", "trust_remote_code", "partials_model", "timestamps")
 # Options that change what is loaded (the rest only change how each call decodes).
 LOAD_OPTIONS = ("punctuation", "trust_remote_code")
 
@@ -46,7 +62,15 @@ def check_options(options: dict) -> dict:
         hints = "".join(f" ({n!r}: did you mean {c[0]!r}?)" for n, c in close.items() if c)
         listing = "; ".join(f"{k}: {v[1]}" for k, v in OPTIONS.items())
         raise TypeError(f"Unknown model option(s) {unknown}{hints}. The options are: {listing}")
+    remote_options = remote.check_remote_options({k: options[k] for k in REMOTE_OPTIONS if k in options})
+    if remote_options:
+        local_only = sorted(k for k in NOT_REMOTE if options.get(k) is not None)
+        if local_only:
+            raise TypeError(f"{', '.join(local_only)}: not available with server= (the server decides "
+                            "how it decodes; its API takes model and language)")
     for name, value in options.items():
+        if name in REMOTE_OPTIONS:
+            continue
         kinds, meaning = OPTIONS[name]
         if value is None:
             continue
@@ -56,7 +80,7 @@ def check_options(options: dict) -> dict:
             raise TypeError(f"Model option {name} must be {names}, got {value!r} ({meaning})")
         if isinstance(value, str) and not value.strip() or isinstance(value, (list, tuple)) and not value:
             raise ValueError(f"Model option {name} is empty; leave it out or give {meaning}")
-    return {k: v for k, v in options.items() if v is not None}
+    return {**{k: v for k, v in options.items() if v is not None and k not in REMOTE_OPTIONS}, **remote_options}
 
 
 STREAMING = {"ParaformerStreaming"}
@@ -104,13 +128,32 @@ def load_engine(model: str, device: str = "auto", progress: Progress | None = No
     says what to do."""
     check_model(model)
     options = check_options(options)
+    if options.get("server"):  # the model runs on the server; the kernel keeps only the VAD
+        return remote.load_remote(str(model), progress, **options)
     device = resolve_device(check_device(device))
+    if options.get("partials_model"):  # 2-pass (asr/two_pass.py): a streaming engine + this one
+        return _two_pass(model, device, progress, options)
     path = models.fetch(str(model), progress)
     load = {k: bool(options.get(k)) for k in LOAD_OPTIONS}
     key = ("asr", str(path), device, *sorted(load.items()))
     loaded = _torch.shared(key, lambda: _load(model, path, device, progress, **load))
     engine_class = StreamingEngine if loaded.architecture in STREAMING else SegmentEngine
     return engine_class(loaded, options)
+
+
+def _two_pass(model, device: str, progress: Progress | None, options: dict) -> TwoPassEngine:
+    options = dict(options)
+    partials_model = str(options.pop("partials_model"))
+    first = load_engine(partials_model, device, progress)
+    if not first.streaming:
+        raise ModelLoadError(f"partials_model={partials_model!r} is not a streaming model.",
+                             "Use a streaming model for the partials (paraformer-zh-streaming).")
+    second = load_engine(model, device, progress, **options)
+    if second.streaming:
+        raise ModelLoadError(f"model={str(model)!r} is a streaming model: in 2-pass recognition it "
+                             "is the partials_model.",
+                             f"Transcriber(model='sensevoice-small', partials_model={str(model)!r})")
+    return TwoPassEngine(first, second)
 
 
 def _load(model: str, path: Path, device: str, progress: Progress | None, *,
@@ -138,10 +181,17 @@ def _load(model: str, path: Path, device: str, progress: Progress | None, *,
             raise ModelLoadError(f"punctuation=True is for segment models, not {name}.",
                                  "Punctuate the final segment texts instead.")
         extra["punc_model"] = str(models.fetch("ct-punc", progress))
+    if arch == nano.ARCHITECTURE:
+        extra.update(nano.load_settings(path))  # the LLM folder by absolute path: never the hub
     if progress:
         progress(None, f"loading {name} on {device}")
-    auto = _torch.auto_model(path, device, trust_remote_code=trust_remote_code, **extra)
-    return LoadedModel(auto, name=name, path=path, device=device, architecture=arch)
+    # CUDA out of memory or failing to start: the CPU instead, with a note (asr/device.py).
+    auto, device, notes = load_with_fallback(
+        lambda where: _torch.auto_model(path, where, trust_remote_code=trust_remote_code, **extra),
+        device, name)
+    if arch == nano.ARCHITECTURE:
+        notes += nano.after_load(auto)
+    return LoadedModel(auto, name=name, path=path, device=device, architecture=arch, notes=tuple(notes))
 
 
 __all__ = ["ModelLoadError", "OPTIONS", "SegmentEngine", "StreamingEngine", "check_device",

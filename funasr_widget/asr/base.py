@@ -23,6 +23,7 @@ class LoadedModel:
     path: Path
     device: str
     architecture: str  # the model class in config.yaml
+    notes: tuple = ()  # what the user should know (a CPU fallback, timestamps off)
     # AutoModel.generate rewrites the model's kwargs per call: one call at a time.
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -35,6 +36,7 @@ class Engine:
         self.model = loaded.auto  # for direct generate() calls
         self.name, self.path, self.device = loaded.name, loaded.path, loaded.device
         self.architecture = loaded.architecture
+        self.notes = loaded.notes
         self.options = dict(options)
         self._lock = loaded.lock
 

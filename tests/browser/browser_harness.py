@@ -318,8 +318,11 @@ WIDGET = ".jp-OutputArea-output:has(.fw-record)"
 
 
 class NotebookPage:
-    def __init__(self, lab: LabServer, browser, name: str, host: str = "127.0.0.1"):
+    def __init__(self, lab: LabServer, browser, name: str, host: str = "127.0.0.1", setup=None):
+        """`setup(context)`, if given, runs on the new browser context before the page opens
+        (init scripts, routes: the fault-injection matrix uses it)."""
         self.lab, self.browser, self.name, self.host = lab, browser, name, host
+        self.setup = setup
         self.console: list[str] = []
         self.context = None
         self.page = None
@@ -327,6 +330,8 @@ class NotebookPage:
     # lifecycle
     def open(self, timeout_ms: float = 90_000) -> "NotebookPage":
         self.context = self.browser.new_context(viewport={"width": 1280, "height": 900})
+        if self.setup is not None:
+            self.setup(self.context)
         self.page = page = self.context.new_page()
         page.on("console", lambda m: self.console.append(f"[{m.type}] {m.text}"))
         page.on("pageerror", lambda e: self.console.append(f"[pageerror] {e}"))
@@ -436,3 +441,28 @@ def wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.1):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(interval_s)
+
+
+def check_time_labels(widget) -> list[str]:
+    """Assert that every transcript line's [mm:ss] label is drawn inside the transcript box and is
+    readable (its text's own box, not just the element's, has a size and a visible colour);
+    return the labels."""
+    labels = widget.locator(".fw-time")
+    texts = []
+    for i in range(labels.count()):
+        label = labels.nth(i)
+        label.scroll_into_view_if_needed()
+        box = widget.locator(".fw-transcript").bounding_box()
+        drawn = label.evaluate("""el => { const r = document.createRange(); r.selectNodeContents(el);
+                                          const b = r.getBoundingClientRect();
+                                          return {x: b.x, y: b.y, width: b.width, height: b.height,
+                                                  color: getComputedStyle(el).color}; }""")
+        text = label.inner_text()
+        assert re.fullmatch(r"\[\d\d:\d\d\]", text), text
+        assert drawn["width"] > 10 and drawn["height"] > 5, drawn
+        assert box["x"] <= drawn["x"] and drawn["x"] + drawn["width"] <= box["x"] + box["width"], (text, drawn, box)
+        inside_y = box["y"] <= drawn["y"] and drawn["y"] + drawn["height"] <= box["y"] + box["height"] + 1
+        assert inside_y, (text, drawn, box)
+        assert drawn["color"] not in ("rgba(0, 0, 0, 0)", "transparent"), drawn
+        texts.append(text)
+    return texts

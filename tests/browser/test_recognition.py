@@ -17,7 +17,7 @@ import time
 import numpy as np
 import pytest
 
-from browser_harness import ARTIFACTS, align, make_utterances, wait_for
+from browser_harness import ARTIFACTS, align, check_time_labels, make_utterances, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -114,6 +114,8 @@ def test_recognize_two_sentences(lab, sentences_browser, notebook, utterances, m
     wait_for(lambda: (partial_box.text_content() or "") == "", 5, "the page's .fw-partial to be empty")
     page_finals = [finals.nth(i).text_content() or "" for i in range(finals.count())]
     shot = nb.screenshot("recognition.png")
+    # Each line's [mm:ss] is drawn inside the transcript and readable (it once sat outside its box).
+    assert len(check_time_labels(widget)) == len(segments)
 
     # Where the speech landed in the session: align what the kernel received with the file.
     path = tmp_path / "audio.npy"

@@ -1,0 +1,59 @@
+"""Loading on a GPU that turns out not to work: out of memory, or CUDA failing to
+initialise (a driver mismatch, a busy or lost device). The model is loaded on the CPU
+instead, with a note saying why and what to do; any other failure is raised as it is."""
+
+from __future__ import annotations
+
+import gc
+import sys
+from typing import Any, Callable
+
+# What torch says when CUDA itself fails (not the model): matched in the exception chain.
+CUDA_FAILURES = ("CUDA out of memory", "out of memory", "CUDA error", "CUDA driver",
+                 "no CUDA GPUs", "cudaErrorInitializationError", "NVIDIA driver",
+                 "CUDA-capable device", "CUBLAS_STATUS", "CUDNN_STATUS")
+
+
+def cuda_failure(exc: BaseException) -> str | None:
+    """The CUDA error behind `exc` (its message), or None when the failure is something else."""
+    torch = sys.modules.get("torch")
+    oom = getattr(getattr(torch, "cuda", None), "OutOfMemoryError", ())
+    accelerator = getattr(torch, "AcceleratorError", ())
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if (oom and isinstance(cause, oom)) or (accelerator and isinstance(cause, accelerator)) or (
+                isinstance(cause, (RuntimeError, AssertionError, OSError))
+                and any(words in str(cause) for words in CUDA_FAILURES)):
+            return str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def free_gpu() -> None:
+    gc.collect()
+    torch = sys.modules.get("torch")
+    try:
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # a broken CUDA may fail here too; the CPU load goes ahead
+        pass
+
+
+def load_with_fallback(load: Callable[[str], Any], device: str, name: str) -> tuple[Any, str, list[str]]:
+    """``load(device)``; on a CUDA device that fails for CUDA's own reasons, ``load("cpu")``.
+    Returns (what was loaded, the device it is on, notes for the user)."""
+    try:
+        return load(device), device, []
+    except Exception as exc:
+        reason = cuda_failure(exc) if device.startswith("cuda") else None
+        if reason is None:
+            raise
+    free_gpu()
+    loaded = load("cpu")
+    what = "ran out of GPU memory" if "out of memory" in reason.lower() else "could not use CUDA"
+    note = (f"{name} {what} on {device} ({reason}), so it runs on the CPU: slower. "
+            "Free GPU memory (models.release(), other notebooks' kernels) or fix the driver, "
+            "then load_model() again.")
+    return loaded, "cpu", [note]

@@ -1,0 +1,44 @@
+"""2-pass recognition: a streaming model's text while the speaker talks, then a segment
+model's text for the closed segment, which replaces it (FunASR's runtime calls this
+"2pass"). ``Transcriber(model="sensevoice-small", partials_model="paraformer-zh-streaming")``:
+``model`` writes the transcript, ``partials_model`` only the partial line. Each final says
+which model wrote it (``"model"``). Offline (``transcribe()``) the streaming pass is skipped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .segment import SegmentEngine
+from .streaming import StreamingEngine
+
+
+class TwoPassEngine:
+    streaming = True  # the pipeline streams the open segment into the first pass
+    two_pass = True  # ... and decodes the closed one with the second
+
+    def __init__(self, first: StreamingEngine, second: SegmentEngine):
+        self.first, self.second = first, second
+        self.name, self.path, self.device = second.name, second.path, second.device
+        self.architecture, self.model, self.options = second.architecture, second.model, second.options
+        self.partials_name = first.name
+        self.notes = (*first.notes, *second.notes)
+
+    @property
+    def gives_words(self) -> bool:
+        return getattr(self.second, "gives_words", False)
+
+    def new_stream(self):
+        return self.first.new_stream()
+
+    def accept(self, stream, samples: np.ndarray, final: bool = False) -> str:
+        return self.first.accept(stream, samples, final)
+
+    def transcribe(self, samples: np.ndarray) -> dict:
+        return {**self.second.transcribe(samples), "model": self.second.name}
+
+    def transcribe_batch(self, batch: list[np.ndarray]) -> list[dict]:
+        return [{**r, "model": self.second.name} for r in self.second.transcribe_batch(batch)]
+
+    def __repr__(self) -> str:
+        return f"<TwoPassEngine partials: {self.first!r}, finals: {self.second!r}>"
