@@ -284,12 +284,10 @@ def model_failure(exc: BaseException, path=None, device: str = "") -> tuple[str,
     """(code, message, hint) for the model failures a user can fix by name: funasr or torch
     missing, missing or truncated weights (an interrupted download), CUDA out of memory, CUDA
     initialisation failure. None when the failure is none of these."""
+    from .asr.device import cuda_failure  # imported here: asr imports this module's neighbours
+
     where = f" in {path}" if path else ""
-    try:  # the GPU fallback's own test for "CUDA itself failed" (asr/device.py), when present
-        from .asr.device import cuda_failure
-    except ImportError:
-        cuda_failure = None
-    reason = cuda_failure(exc) if cuda_failure is not None else None
+    reason = cuda_failure(exc)
     if reason is not None:
         if "out of memory" in reason.lower():
             return ("cuda-oom", f"The GPU ran out of memory loading the model{where} ({_text(reason, 160)}).",
@@ -299,23 +297,12 @@ def model_failure(exc: BaseException, path=None, device: str = "") -> tuple[str,
                 "Check `nvidia-smi` (driver loaded, GPU visible), that torch's CUDA build matches the driver "
                 "(torch.version.cuda), and CUDA_VISIBLE_DEVICES; or use device='cpu'.")
     for cause in _causes(exc):
-        name, text = type(cause).__name__, str(cause)
+        text = str(cause)
         low = text.lower()
         package = (getattr(cause, "name", None) or "").split(".")[0]
         if isinstance(cause, ModuleNotFoundError) and package in ("funasr", "torch", "torchaudio"):
             return ("asr-missing", f"{cause.name.split('.')[0]} is not installed in this kernel's environment.",
                     f"Install it where the kernel runs: {INSTALL_ASR}; then restart the kernel.")
-        if name == "OutOfMemoryError" or "out of memory" in low:
-            return ("cuda-oom", f"The GPU ran out of memory loading the model{where} ({_text(text, 160)}).",
-                    "Free GPU memory (funasr_widget.models.release(), other kernels, nvidia-smi shows who uses "
-                    "it), pick a smaller model, or use device='cpu'.")
-        if ("cuda" in low and any(k in low for k in ("initialization", "initialise", "driver", "no kernel image",
-                                                     "cudagetdevicecount", "busy or unavailable",
-                                                     "not compiled with cuda", "no cuda gpus"))):
-            on = f" on {device}" if device else ""
-            return ("cuda-init-failed", f"CUDA could not start{on} ({_text(text, 160)}).",
-                    "Check `nvidia-smi` (driver loaded, GPU visible), that torch's CUDA build matches the driver "
-                    "(torch.version.cuda), and CUDA_VISIBLE_DEVICES; or use device='cpu'.")
         if (isinstance(cause, (EOFError, FileNotFoundError)) or
                 any(k in low for k in ("pytorchstreamreader", "unexpected eof", "ran out of input",
                                        "file might be corrupted", "invalid load key", "central directory",

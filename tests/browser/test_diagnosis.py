@@ -163,9 +163,28 @@ def main_nb(lab, browsers, model_store, tmp_path_factory):
         ("w_missing", f"model={str(missing)!r}, vad='energy', device='cpu'"),
         ("w_stall", f"model={str(model_store / 'sensevoice-small')!r}, vad='energy', device='cpu'"),
         ("w_corrupt", f"model={str(broken)!r}, vad='energy', device='cpu'"),
+        ("w_nofunasr", None), ("w_oom", None), ("w_cudainit", None),
     ]:
         index[name] = len(cells)
         code = widget_cell(name, *(a for a in [args] if a))
+        if name == "w_nofunasr":  # the kernel's environment has no funasr (hidden from the import)
+            code = (f"import shutil, sys, tempfile\n_copy = shutil.copytree({str(model_store / 'sensevoice-small')!r}, "
+                    "tempfile.mkdtemp() + '/sensevoice-small')\n_funasr, sys.modules['funasr'] = sys.modules.get('funasr'), None\n"
+                    "w_nofunasr = Transcriber(model=_copy, vad='energy', device='cpu')\nw_nofunasr.wait(60)\n"
+                    "sys.modules['funasr'] = _funasr\nw_nofunasr")
+        if name in ("w_oom", "w_cudainit"):  # torch reports a GPU, and loading on it fails as CUDA does
+            failure = ('torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")'
+                       if name == "w_oom" else 'RuntimeError("CUDA error: initialization error")')
+            code = ("import torch\nfrom funasr_widget import _torch\nfrom unittest import mock\n"
+                    "def _on_gpu(real, failure):\n"
+                    "    return lambda path, device, **kw: (_ for _ in ()).throw(failure) if device.startswith('cuda') "
+                    "else real(path, device, **kw)\n"
+                    f"with mock.patch.object(torch.cuda, 'is_available', lambda: True), "
+                    "mock.patch.object(torch.cuda, 'device_count', lambda: 1), "
+                    "mock.patch.object(torch.cuda, 'empty_cache', lambda: None), "
+                    f"mock.patch.object(_torch, 'auto_model', _on_gpu(_torch.auto_model, {failure})):\n"
+                    f"    models.release()\n    {name} = Transcriber(model={str(model_store / 'sensevoice-small')!r}, "
+                    f"vad='energy', device='cuda')\n    {name}.wait(90)\n{name}")
         if name == "w_jserr":  # a front end whose JavaScript fails as it loads
             code = ("class BrokenFront(Transcriber):\n"
                     "    _esm = \"throw new Error('funasr-widget test: this front end failed to load')\"\n"
@@ -564,6 +583,32 @@ def test_load_without_progress(main_nb):
 def test_corrupt_weights(main_nb):
     _model_case(main_nb, "w_corrupt", "corrupt-weights", "weights-corrupt",
                 "model.pt is truncated (an interrupted download)", "interrupted download")
+
+
+def test_funasr_not_installed(main_nb):
+    _model_case(main_nb, "w_nofunasr", "asr-missing", "asr-missing",
+                "funasr is not installed where the kernel runs (hidden from the import in this kernel)",
+                "pip install")
+    ROWS["asr-missing"]["injected"] = "in the kernel: sys.modules['funasr'] = None while the model loads"
+
+
+@pytest.mark.parametrize("name, case, words", [("w_oom", "cuda-oom", "ran out of GPU memory"),
+                                                ("w_cudainit", "cuda-init-failed", "could not use CUDA")])
+def test_cuda_failure_while_loading_falls_back_to_the_cpu(main_nb, name, case, words):
+    widget = cell_widget(main_nb, name)
+    kernel = main_nb.kernel()
+    wait_for(lambda: kernel.eval(f"{name}.model_state") == "ready", 90, f"{name} ready on the CPU", interval_s=0.5)
+    info = kernel.eval(f"{name}.model_info")
+    status = widget.locator(".fw-status").inner_text()
+    badge = widget.locator(".fw-model").inner_text()
+    row = record(case, injected="in the kernel: torch reports a GPU and loading on it raises CUDA's own error "
+                 "(this machine has no GPU)", failure=f"device='cuda' and the load fails: {words.replace('could not', 'cannot')}",
+                 message=status, hint=badge, python=f"{name}.model_info['device'] == {info['device']!r}, notes",
+                 shot=shoot(widget, case))
+    assert info["device"] == "cpu" and words in info["message"] and "CPU" in status, (info, status)
+    assert "on cpu" in badge, badge
+    kernel.exec("models.release()")
+    row["passed"] = True
 
 
 def played(page) -> list[dict]:
