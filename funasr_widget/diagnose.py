@@ -19,6 +19,9 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from ._torch import INSTALL_HINT
+from .asr.device import cuda_failure
+
 MAX_TEXT = 300  # characters of any one value shown to the user
 MAX_DEVICES = 32
 _BROWSERS = ("chrome", "edge", "firefox", "safari", "other")
@@ -268,7 +271,6 @@ def plain_text(status: str = "") -> str:
 
 # -- model failures ----------------------------------------------------------------------------
 
-INSTALL_ASR = "pip install 'funasr-widget[asr]'  (funasr, torch, kaldi-native-fbank)"
 LOAD_STALL_S = 120.0  # a load that reports no progress for this long is called stuck
 
 
@@ -284,8 +286,6 @@ def model_failure(exc: BaseException, path=None, device: str = "") -> tuple[str,
     """(code, message, hint) for the model failures a user can fix by name: funasr or torch
     missing, missing or truncated weights (an interrupted download), CUDA out of memory, CUDA
     initialisation failure. None when the failure is none of these."""
-    from .asr.device import cuda_failure  # imported here: asr imports this module's neighbours
-
     where = f" in {path}" if path else ""
     reason = cuda_failure(exc)
     if reason is not None:
@@ -302,7 +302,7 @@ def model_failure(exc: BaseException, path=None, device: str = "") -> tuple[str,
         package = (getattr(cause, "name", None) or "").split(".")[0]
         if isinstance(cause, ModuleNotFoundError) and package in ("funasr", "torch", "torchaudio"):
             return ("asr-missing", f"{cause.name.split('.')[0]} is not installed in this kernel's environment.",
-                    f"Install it where the kernel runs: {INSTALL_ASR}; then restart the kernel.")
+                    INSTALL_HINT)
         if (isinstance(cause, (EOFError, FileNotFoundError)) or
                 any(k in low for k in ("pytorchstreamreader", "unexpected eof", "ran out of input",
                                        "file might be corrupted", "invalid load key", "central directory",

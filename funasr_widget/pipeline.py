@@ -292,7 +292,7 @@ class Pipeline:
                 elif event.kind == "end" and self._open is not None:
                     self._close_segment(event.ms)
             if self._open is not None and self._engine is not None and self._engine.streaming and (
-                    self.partials or not getattr(self._engine, "two_pass", False)):  # offline: no 1st pass
+                    self.partials or not self._engine.two_pass):  # offline: no 1st pass
                 self._stream_step()
         if self._restart_vad:
             self._start_vad()
@@ -403,7 +403,7 @@ class Pipeline:
                          "text": "", "error": reason}))
 
     def _decode(self, seg: _Segment) -> dict:
-        if not self._engine.streaming or getattr(self._engine, "two_pass", False):
+        if not self._engine.streaming or self._engine.two_pass:
             return self._engine.transcribe(seg.audio())  # 2-pass: the streamed text was the partial
         return {"text": seg.text + self._stream_feed(seg, final=True)}
 
@@ -435,7 +435,7 @@ class Pipeline:
         seg = self._open
         if not self.partials or seg is None or self._engine is None or self._engine.streaming or self._waiting:
             return  # finals waiting go first
-        if not getattr(self._engine, "partials", True):
+        if not self._engine.partials:
             return  # an engine that declines partials (a remote one, unless asked)
         now = time.monotonic()
         if now - self._last_partial < self.partial_interval_s:
@@ -448,8 +448,7 @@ class Pipeline:
                 return  # nothing but silence since the last one, or it would outlast the segment
         self._last_partial = now
         self._partial_pos = self._pos
-        decode = getattr(self._engine, "transcribe_partial", self._engine.transcribe)  # remote: short timeout
-        text = decode(seg.audio())["text"]
+        text = self._engine.transcribe_partial(seg.audio())["text"]
         self._partial_cost = time.monotonic() - now
         self.emit(Partial(text))
 

@@ -143,7 +143,7 @@ class Recognizer:
             self.model_spec = (name, device, options)
             self.pipeline.set_engine(engine)
             where = f"the server {server} ({engine.rtt_ms:.0f} ms round trip)" if server else device
-            notes = list(getattr(engine, "notes", ()))  # a CPU fallback, timestamps off (asr/)
+            notes = list(engine.notes)  # a CPU fallback, timestamps off (asr/)
             if notes and not server:
                 info.update(device=engine.device, notes=notes)
                 where = engine.device

@@ -28,9 +28,24 @@ class LoadedModel:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class Engine:
-    streaming: bool
+class Decoder:
+    """What the pipeline asks of every engine (local, remote, 2-pass), with the usual answers."""
 
+    streaming = False  # True: the pipeline streams the open segment into new_stream()/accept()
+    two_pass = False  # True: streamed text is only the partial; the closed segment is transcribed
+    partials = True  # False: the open segment is not re-decoded for partial text
+    gives_words = False  # finals carry word times ("words")
+    notes: tuple = ()  # what the user should know about this engine (a CPU fallback, ...)
+
+    def transcribe(self, samples) -> dict:
+        raise NotImplementedError
+
+    def transcribe_partial(self, samples) -> dict:
+        """The open segment's text so far (an engine may bound it more tightly than a final)."""
+        return self.transcribe(samples)
+
+
+class Engine(Decoder):
     def __init__(self, loaded: LoadedModel, options: dict):
         self.loaded = loaded
         self.model = loaded.auto  # for direct generate() calls

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from ..models import ModelLoadError
-from .base import EngineUnavailable
+from .base import Decoder, EngineUnavailable
 from .segment import MIN_SAMPLES
 
 TOKEN_ENV = "FUNASR_WIDGET_API_KEY"
@@ -169,10 +169,8 @@ def _reason(response) -> str:
     return re.sub(r"\s+", " ", text).strip()[:300] or response.reason_phrase
 
 
-class RemoteEngine:
+class RemoteEngine(Decoder):
     """Same interface as SegmentEngine: ``transcribe(samples) -> {"text", ...}``."""
-
-    streaming = False
 
     def __init__(self, server: str, model: str = DEFAULT_MODEL, *, api_key=None, ca_bundle=None,
                  server_partials: bool = False, language: str | None = None, **_ignored):

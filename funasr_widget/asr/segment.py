@@ -55,8 +55,6 @@ def generate_options(architecture: str, options: dict) -> dict:
 
 
 class SegmentEngine(Engine):
-    streaming = False
-
     def __init__(self, loaded, options: dict):
         super().__init__(loaded, options)
         self._generate = generate_options(self.architecture, self.options)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from .base import Decoder
 from .segment import SegmentEngine
 from .streaming import StreamingEngine
 
 
-class TwoPassEngine:
+class TwoPassEngine(Decoder):
     streaming = True  # the pipeline streams the open segment into the first pass
     two_pass = True  # ... and decodes the closed one with the second
 
@@ -26,7 +27,7 @@ class TwoPassEngine:
 
     @property
     def gives_words(self) -> bool:
-        return getattr(self.second, "gives_words", False)
+        return self.second.gives_words
 
     def new_stream(self):
         return self.first.new_stream()
