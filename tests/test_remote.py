@@ -13,6 +13,8 @@ import os
 import shutil
 import signal
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -72,6 +74,31 @@ def test_an_unreachable_server_is_a_model_error_with_the_url_and_the_fix():
     row = next(r for r in w.diagnose() if r.name == "ASR server")
     assert row.ok is False and "unreachable" in row.detail
     w.close()
+
+
+def test_a_remote_kernel_cuts_with_fsmn_vad_and_imports_neither_funasr_nor_torch(model_store):
+    """The kernel keeps the VAD; with the ASR on a server, its FSMN-VAD runs on onnxruntime,
+    so the kernel stays small. Run in a fresh process (the test process has torch): the
+    server is down, and the segments still come, cut by FSMN-VAD, with their audio."""
+    code = f"""
+import sys
+from pathlib import Path
+from funasr_widget import models, samples
+from funasr_widget.live import LiveSession
+models.set_models_dir(Path({str(model_store)!r}))
+speech = samples.speech()
+session = LiveSession("custom", "fsmn-vad", "cpu", partials=False, server="http://127.0.0.1:{_free_port()}")
+session.feed(speech.samples, 16000, final=True)
+assert session.wait(60) and session.model_state == "error", session.model_info
+assert len(session.segments) == len(speech.intervals_ms), session.segments
+assert type(session.recognizer.pipeline.vad).__name__ == "FsmnOnnxVad"
+heavy = sorted(m for m in ("torch", "funasr") if m in sys.modules)
+assert not heavy, heavy
+session.close()
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
 
 
 def test_the_serve_command_checks_its_arguments(tmp_path, capsys):

@@ -1,9 +1,11 @@
 """The VAD backends on synthetic speech with known speech intervals.
 
-fsmn-vad runs FunASR's real FsmnVADStreaming code on the real weights; silero runs the
-silero-vad package (skipped when it is not installed)."""
+fsmn-vad runs FunASR's real FsmnVADStreaming code on the real weights, and "fsmn-onnx" is
+the same VAD on onnxruntime without funasr (runtime="onnx"); silero runs the silero-vad
+package (skipped when it is not installed)."""
 
 import re
+import subprocess
 import sys
 
 import numpy as np
@@ -13,7 +15,7 @@ from funasr_widget.models import ModelLoadError
 from funasr_widget.vad import VadEvent, check_name, check_params, create_vad
 
 TOLERANCE_MS = 300
-BACKENDS = ["fsmn-vad", "energy", "silero"]
+BACKENDS = ["fsmn-vad", "fsmn-onnx", "energy", "silero"]
 
 
 @pytest.fixture
@@ -21,6 +23,8 @@ def make_vad(models_at):
     def make(name, **params):
         if name == "silero":
             pytest.importorskip("silero_vad")
+        if name == "fsmn-onnx":
+            return create_vad("fsmn-vad", runtime="onnx", **params)
         return create_vad(name, **params)
 
     return make
@@ -188,3 +192,78 @@ def test_silero_import_keeps_torch_threads(monkeypatch):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def _events_and_silence(vad, samples, step):
+    """Events, and trailing_silence_ms after each piece: what the pipeline reads."""
+    events, silence = [], []
+    for i in range(0, len(samples), step):
+        events += vad.accept(samples[i:i + step], final=i + step >= len(samples))
+        silence.append(vad.trailing_silence_ms)
+    return events, silence
+
+
+@pytest.mark.parametrize("params", [{}, {"end_silence_ms": 200}, {"end_silence_ms": 1500},
+                                    {"speech_threshold": 0.3}, {"speech_threshold": 0.85},
+                                    {"max_segment_s": 1.5}])
+def test_the_onnx_runtime_gives_funasrs_events(make_vad, speech, params):
+    """Same events as funasr's FsmnVADStreaming for every way of cutting the input, and the
+    same end-silence progress on the 100 ms grid, over two streams in a row (the clock
+    runs on after a final)."""
+    noisy = speech.samples + np.random.default_rng(3).normal(0, 3e-3, len(speech.samples)).astype(np.float32)
+    for samples in (speech.samples, noisy):
+        funasr_vad, onnx_vad = make_vad("fsmn-vad", **params), make_vad("fsmn-onnx", **params)
+        for step in (1600, 1234, 16_000, len(samples)):
+            theirs = _events_and_silence(funasr_vad, samples, step)
+            mine = _events_and_silence(onnx_vad, samples, step)
+            assert theirs[0], "no speech found: nothing compared"
+            assert mine[0] == theirs[0], (params, step)
+            if step % 1600 == 0:  # FsmnVad steps funasr on a 100 ms grid; off it, it is behind
+                assert mine[1] == theirs[1], (params, step)
+
+
+def test_the_onnx_runtime_follows_parameter_changes(make_vad, speech):
+    vads = [make_vad("fsmn-vad"), make_vad("fsmn-onnx")]
+    half = len(speech.samples) // 2
+    out = []
+    for vad in vads:
+        events = feed(vad, speech.samples[:half], final=False)
+        vad.set_params(end_silence_ms=2000, speech_threshold=0.4)
+        out.append(events + feed(vad, speech.samples[half:]))
+    assert out[0] == out[1]
+
+
+def test_the_onnx_runtime_needs_neither_funasr_nor_torch(model_store):
+    """A remote kernel's VAD: run in a fresh process, it finds the speech and never imports
+    funasr or torch (that is what keeps such a kernel small)."""
+    code = f"""
+import sys
+from pathlib import Path
+from funasr_widget import models, samples
+from funasr_widget.vad import create_vad
+models.set_models_dir(Path({str(model_store)!r}))
+speech = samples.speech()
+vad = create_vad("fsmn-vad", runtime="onnx")
+events = vad.accept(speech.samples, final=True)
+assert len(events) == 2 * len(speech.intervals_ms), events
+heavy = sorted(m for m in ("torch", "funasr") if m in sys.modules)
+assert not heavy, heavy
+print("ok", type(vad).__name__)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "ok FsmnOnnxVad" in out.stdout, out.stderr[-2000:]
+
+
+def test_runtime_auto_and_bad_runtimes(models_at, tmp_path):
+    from funasr_widget.vad.fsmn_onnx import FsmnOnnxVad
+
+    assert isinstance(create_vad("fsmn-vad", runtime="auto"), FsmnOnnxVad)
+    with pytest.raises(ValueError, match="funasr, onnx, auto"):
+        create_vad("fsmn-vad", runtime="tensorrt")
+    folder = tmp_path / "no-onnx"  # a folder as ModelScope's pytorch repo has it: no model.onnx
+    folder.mkdir()
+    for f in ("config.yaml", "configuration.json", "am.mvn", "model.pt"):
+        (folder / f).write_bytes((models_at / "fsmn-vad" / f).read_bytes())
+    assert not isinstance(create_vad("fsmn-vad", runtime="auto", model=str(folder)), FsmnOnnxVad)
+    with pytest.raises(FileNotFoundError, match="model.onnx"):
+        create_vad("fsmn-vad", runtime="onnx", model=str(folder))

@@ -14,6 +14,7 @@ import difflib
 from .base import DEFAULTS, RANGES, Vad, VadEvent, accepted, check_params
 
 NAMES = ("fsmn-vad", "silero", "energy")
+RUNTIMES = ("funasr", "onnx", "auto")  # fsmn-vad's
 
 
 def check_name(name) -> str:
@@ -33,9 +34,22 @@ def create_vad(name: str = "fsmn-vad", **params) -> Vad:
 
     Every backend accepts all four knobs (end_silence_ms, speech_threshold,
     max_segment_s, energy_threshold_db), using those that apply to it. For fsmn-vad also
-    ``model`` (name or folder, default "fsmn-vad") and ``device`` ("cpu")."""
+    ``model`` (name or folder, default "fsmn-vad"), ``device`` ("cpu") and ``runtime``:
+    "funasr" (the default), "onnx" (onnxruntime, no funasr nor torch in the process:
+    fsmn_onnx.py; needs the folder's model.onnx) or "auto" (onnx when it can run, else
+    funasr). Both give the same events."""
     name = check_name(name)
     if name == "fsmn-vad":
+        runtime = params.pop("runtime", "funasr")
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+        if runtime != "funasr":
+            from . import fsmn_onnx
+            from .. import models
+
+            if runtime == "onnx" or fsmn_onnx.available(models.fetch(params.get("model", "fsmn-vad"))):
+                params.pop("device", None)  # onnxruntime runs it on the CPU: a 0.4M model
+                return fsmn_onnx.FsmnOnnxVad(**params)
         from .fsmn import FsmnVad
 
         return FsmnVad(**params)

@@ -7,7 +7,7 @@ scores do not depend on the parameters, so a :class:`Segmenter` keeps them and r
 the decision logic. For ``energy`` there is no network (the real VAD reruns, ~10 ms per
 minute); ``silero``'s own decision code replays the recorded probabilities; for
 ``fsmn-vad`` the decisions are made in funasr's Python state machine, which needs the
-network in the loop, so :func:`_fsmn_decide` restates that state machine over the scores
+network in the loop, so fsmn_rules.py restates that state machine over the scores
 (tests check that it gives the real backend's segments).
 """
 
@@ -18,7 +18,7 @@ from typing import Iterable
 
 import numpy as np
 
-from . import create_vad
+from . import create_vad, fsmn_rules
 from .base import SAMPLES_PER_MS, BaseVad
 
 Region = tuple[int, int]  # (start_ms, end_ms)
@@ -50,9 +50,9 @@ class Segmenter:
             from .fsmn import FsmnVad
 
             threshold = params["speech_threshold"]
-            return _fsmn_decide(self._silence, self._opts,
-                                FsmnVad.default_threshold if threshold is None else threshold,
-                                params["end_silence_ms"], params["max_segment_s"])
+            return fsmn_rules.decide(self._silence, self._opts,
+                                     FsmnVad.default_threshold if threshold is None else threshold,
+                                     params["end_silence_ms"], params["max_segment_s"])
         if self._vad is None:
             self._vad = create_vad(self.vad_name, **params)
             if self.vad_name == "silero":
@@ -109,98 +109,7 @@ def _fsmn_scores(samples: np.ndarray):
     finally:
         hook.remove()
     silence = np.concatenate(chunks).astype(np.float64) if chunks else np.zeros(0)
-    return silence, model.vad_opts  # _fsmn_decide reads only options that nothing changes
-
-
-def _fsmn_decide(silence: np.ndarray, opts, threshold: float, end_silence_ms: int,
-                 max_segment_s: float) -> list[Region]:
-    """funasr's FsmnVADStreaming decisions (multi-utterance mode, as FsmnVad runs it) over
-    per-frame silence probabilities: a 200 ms voting window turns frames into speech/silence
-    changes, and a start/end state machine turns those into segments. Branches that cannot
-    change the segments are left out (funasr's dB and SNR gates default to -100, below any
-    frame's level)."""
-    with np.errstate(divide="ignore"):  # log(0) where funasr would raise
-        speech = np.exp(np.log(1.0 - silence)) >= np.exp(np.log(silence) * opts.speech_2_noise_ratio) + threshold
-    f = opts.frame_in_ms
-    win = int(opts.window_size_ms / f)
-    to_speech, to_silence = int(opts.sil_to_speech_time_thres / f), int(opts.speech_to_sil_time_thres / f)
-    latency = win + (int(opts.lookback_time_start_point / f) if opts.do_extend else 0)
-    lookahead = int(opts.lookahead_time_end_point / f)
-    end_silence = end_silence_ms - opts.speech_to_sil_time_thres  # ms, as funasr sets it
-    max_frames = int(max_segment_s * 1000) / f
-    out: list[Region] = []
-    s = {"buf": 0}  # data_buf_start_frame: the first frame not yet given to a segment
-
-    def reset():
-        s.update(window=[0] * win, pos=0, sum=0, speaking=False, in_segment=False, silent=0,
-                 start=-1, last_speech=0)
-
-    def pop(frame, first=False):  # PopDataToOutputBuf for one frame
-        s["buf"] = max(s["buf"], frame) + 1
-        if first:
-            s["seg"] = frame * f
-        s["seg_end"] = (frame + 1) * f
-
-    def voice(frame):
-        s["last_speech"] = frame
-        pop(frame)
-
-    def end(frame):
-        for t in range(s["last_speech"] + 1, frame):
-            voice(t)
-        pop(frame)
-        out.append((s["seg"], s["seg_end"]))
-        reset()
-
-    def go_on(cur, final):  # inside a segment: cut it at the length limit, else extend
-        if cur - s["start"] + 1 > max_frames or final:
-            end(cur)
-        else:
-            voice(cur)
-
-    reset()
-    last = len(speech) - 1
-    for cur, frame_speech in enumerate(speech.tolist()):
-        final = cur == last
-        # The voting window (funasr's WindowDetector).
-        s["sum"] += frame_speech - s["window"][s["pos"]]
-        s["window"][s["pos"]] = frame_speech
-        s["pos"] = (s["pos"] + 1) % win
-        was = s["speaking"]
-        if not was and s["sum"] >= to_speech:
-            s["speaking"] = True
-        elif was and s["sum"] <= to_silence:
-            s["speaking"] = False
-        now = s["speaking"]
-        if now or was:  # a speech frame, or the first silent one
-            s["silent"] = 0
-            if not s["in_segment"]:
-                if now and not was:
-                    start = max(s["buf"], cur - latency)
-                    s.update(in_segment=True, start=start)
-                    pop(start, first=True)
-                    for t in range(start + 1, cur + 1):
-                        voice(t)
-                continue
-            if now and not was:
-                for t in range(s["last_speech"] + 1, cur):
-                    voice(t)
-            go_on(cur, final)
-            continue
-        s["silent"] += 1
-        if not s["in_segment"]:
-            if cur >= latency:
-                s["buf"] = max(s["buf"], cur - latency)
-        elif s["silent"] * f >= end_silence:
-            back = int(end_silence / f)
-            if opts.do_extend:
-                back = max(0, back - lookahead - 1)
-            end(cur - back)
-        elif cur - s["start"] + 1 > max_frames or final:
-            end(cur)
-        elif opts.do_extend and s["silent"] <= lookahead:
-            voice(cur)
-    return out
+    return silence, model.vad_opts  # fsmn_rules reads only options that nothing changes
 
 
 # -- comparing and drawing -----------------------------------------------------------------

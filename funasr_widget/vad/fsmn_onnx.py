@@ -1,0 +1,171 @@
+"""FSMN-VAD without funasr or torch: the same model run by onnxruntime, for kernels whose
+ASR runs on a server (a remote engine), where importing funasr only for the VAD would
+cost ~500 MB per kernel (torch and every funasr model module) against ~90 MB here.
+
+The steps are funasr's, on the same folder: kaldi-native-fbank features (80 mels, 25/10 ms,
+hamming, no dither: funasr's own fbank when torchaudio is absent), low frame rate splicing
+(5 frames, step 1, the first frame repeated twice before the stream and the last after it),
+the folder's am.mvn, the FSMN network from ``model.onnx`` (FunASR's export of the same
+weights; its caches carry the 20-frame memory across calls), then funasr's decisions
+(fsmn_rules.py) over each frame's silence probability. The events are funasr's FsmnVad's
+(tests/test_vad.py compares them).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from .. import models
+from .base import SAMPLES_PER_MS, BaseVad, VadEvent
+from .fsmn_rules import FsmnDecisions
+
+ONNX_FILE = "model.onnx"
+_sessions: dict = {}  # (folder, threads) -> onnxruntime session, shared by every VAD of the process
+
+
+def available(folder: Path) -> bool:
+    """Can this runtime run the folder: onnxruntime and kaldi-native-fbank installed, and a
+    model.onnx next to the weights?"""
+    import importlib.util
+
+    return ((Path(folder) / ONNX_FILE).is_file() and importlib.util.find_spec("onnxruntime") is not None
+            and importlib.util.find_spec("kaldi_native_fbank") is not None)
+
+
+def read_cmvn(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The shift and scale vectors of a Kaldi nnet-text am.mvn (<AddShift>, <Rescale>)."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    found = {}
+    for tag, values in zip(lines, lines[1:]):
+        words = values.split()
+        if tag.split()[:1] in (["<AddShift>"], ["<Rescale>"]) and words[:1] == ["<LearnRateCoef>"]:
+            found[tag.split()[0]] = np.array(words[3:-1], np.float32)
+    if len(found) != 2:
+        raise ValueError(f"{path} has no <AddShift> and <Rescale> vectors")
+    return found["<AddShift>"], found["<Rescale>"]
+
+
+class _Model:
+    """What the folder fixes: frontend options, CMVN, decision options, the ONNX session."""
+
+    def __init__(self, folder: Path, threads: int):
+        import onnxruntime
+        import yaml
+
+        config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
+        self.frontend = config["frontend_conf"]
+        self.opts = SimpleNamespace(**config["model_conf"])
+        self.shift, self.scale = read_cmvn(folder / "am.mvn")
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = threads
+        self.session = onnxruntime.InferenceSession(str(folder / ONNX_FILE), options,
+                                                    providers=["CPUExecutionProvider"])
+        self.caches = [i for i in self.session.get_inputs() if i.name.startswith("in_cache")]
+
+    def fbank_options(self):
+        import kaldi_native_fbank as knf
+
+        f = self.frontend
+        opts = knf.FbankOptions()
+        opts.frame_opts.samp_freq = float(f.get("fs", 16000))
+        opts.frame_opts.frame_length_ms = float(f.get("frame_length", 25))
+        opts.frame_opts.frame_shift_ms = float(f.get("frame_shift", 10))
+        opts.frame_opts.window_type = str(f.get("window", "hamming"))
+        opts.frame_opts.dither = 0.0  # the widget decodes deterministically, as FsmnVad does
+        opts.mel_opts.num_bins = int(f.get("n_mels", 80))
+        opts.energy_floor = 0.0  # what funasr's streaming frontend passes
+        return opts
+
+
+class FsmnOnnxVad(BaseVad):
+    name = "fsmn-vad"
+    runtime = "onnxruntime"
+    default_threshold = 0.6  # the model's speech_noise_thres, as FsmnVad
+
+    def __init__(self, *, model: str = "fsmn-vad", threads: int = 1, **params):
+        super().__init__(**params)
+        folder = models.fetch(model)
+        if not available(folder):
+            raise FileNotFoundError(f"{folder} has no {ONNX_FILE}, or onnxruntime / kaldi-native-fbank "
+                                    "is not installed (pip install 'funasr-widget[remote]')")
+        key = (str(folder), threads)
+        if key not in _sessions:
+            _sessions[key] = _Model(folder, threads)
+        self._model = _sessions[key]
+        self._lfr_m, self._lfr_n = int(self._model.frontend.get("lfr_m", 5)), int(self._model.frontend.get("lfr_n", 1))
+        if self._lfr_n != 1:
+            raise ValueError(f"{folder}: lfr_n {self._lfr_n} is not supported (FSMN-VAD uses 1)")
+        self._offset = 0  # samples fed through earlier streams (before a final flush)
+        self._new_stream()
+
+    def _new_stream(self) -> None:
+        import kaldi_native_fbank as knf
+
+        self._fbank = knf.OnlineFbank(self._model.fbank_options())
+        self._read = 0  # fbank frames taken so far
+        self._frames: list[np.ndarray] = []  # fbank frames kept for splicing (lfr_m - 1 at most)
+        self._spliced = 0  # LFR frames made so far
+        self._caches = [np.zeros([d if isinstance(d, int) else 1 for d in c.shape], np.float32)
+                        for c in self._model.caches]
+        self._decisions = FsmnDecisions(self._model.opts)
+        self._fed = 0
+
+    def accept(self, samples: np.ndarray, final: bool = False) -> list[VadEvent]:
+        samples = np.asarray(samples, np.float32).ravel()
+        self._fbank.accept_waveform(16000, samples * 32768.0)  # funasr scales to 16-bit levels
+        self._fed += len(samples)
+        ready = self._fbank.num_frames_ready
+        # copies: get_frame gives a view of memory that pop() frees
+        new = [np.array(self._fbank.get_frame(i), np.float32) for i in range(self._read, ready)]
+        if ready > self._read:
+            self._fbank.pop(ready - self._read)
+        self._read = ready
+        silence = self._score(self._splice(new, final))
+        p = self.params
+        origin = self._offset // SAMPLES_PER_MS
+        for kind, ms in self._decisions.push(silence, p["speech_threshold"], p["end_silence_ms"],
+                                             p["max_segment_s"], final):
+            self._emit(kind, origin + ms)
+        if final:  # a new stream from here, as funasr starts a new cache
+            self._offset += self._fed
+            self._new_stream()
+        return self._take_events()
+
+    def _splice(self, new: list[np.ndarray], final: bool) -> np.ndarray:
+        """LFR frames for the fbank frames so far: frame i is frames i-2..i+2 side by side
+        (lfr_m = 5); the first frame stands in before the stream, the last after it at the end."""
+        m, half = self._lfr_m, (self._lfr_m - 1) // 2
+        if new and self._spliced == 0 and not self._frames:
+            self._frames = [new[0]] * half  # left context of the first frame
+        frames = self._frames + new
+        if final and frames:
+            frames = frames + [frames[-1]] * half
+        count = max(len(frames) - m + 1, 0)  # each needs its right context
+        out = [np.concatenate(frames[i:i + m]) for i in range(count)]
+        self._spliced += count
+        self._frames = frames[count:]  # the next one's left context and what it waits for
+        if not out:
+            return np.zeros((0, self._model.shift.shape[0]), np.float32)
+        return (np.stack(out) + self._model.shift) * self._model.scale
+
+    def _score(self, feats: np.ndarray) -> np.ndarray:
+        if not len(feats):
+            return np.zeros(0)
+        m = self._model
+        names = [o.name for o in m.session.get_outputs()]
+        inputs = {"speech": feats[None].astype(np.float32), **{c.name: v for c, v in zip(m.caches, self._caches)}}
+        outputs = dict(zip(names, m.session.run(names, inputs)))
+        self._caches = [outputs["out" + c.name[2:]] for c in m.caches]
+        return outputs["logits"][0, :, int(m.opts.sil_pdf_ids[0])].astype(np.float64)
+
+    @property
+    def trailing_silence_ms(self) -> int:
+        return self._decisions.trailing_silence_ms if self.in_speech else 0
+
+    def reset(self) -> None:
+        self._offset = 0
+        self._new_stream()
+        super().reset()
