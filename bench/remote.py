@@ -10,7 +10,7 @@ front with TLS and a bearer token. Two set-ups are measured:
 * two replicas behind nginx (https, token, least-connections balancing).
 
 For N = 1, 2, 4, 8, N separate processes ("notebooks", each a headless LiveSession with
-FSMN-VAD in-process and the remote engine) feed the scripted speech (sentences with 2 s
+FSMN-VAD in-process, on onnxruntime as every remote kernel runs it, and the remote engine) feed the scripted speech (sentences with 2 s
 pauses) in real time, 100 ms chunks, each starting at its own offset within one sentence
 period (the class does not speak in unison). Per N: end of speech -> final segment p50/p95
 (capture of the speech's last sample to the Final event, including the 700 ms end silence
@@ -49,8 +49,8 @@ def notebook(args) -> None:
     from funasr_widget.live import LiveSession
 
     phases = json.loads(args.phases)
-    if any(p.get("vad", "fsmn-vad") != "energy" or p.get("local") for p in phases):
-        common.quiet_funasr()  # else this kernel never imports funasr (nor torch)
+    if any(p.get("local") for p in phases):
+        common.quiet_funasr()  # a remote kernel never imports funasr (nor torch): its VAD runs on onnxruntime
     from funasr_widget import models
 
     models.set_models_dir(Path(args.vad_dir))
@@ -106,7 +106,9 @@ def notebook(args) -> None:
         last = max((t for t, _ in finals), default=fed)
         results.append({"ok": ok, "latencies_ms": latencies, "errors": errors, "problems": len(session.problems),
                         "segments": len(finals), "served_s": served, "t0": t0, "last": last,
-                        "rss_mb": common.rss_mb(), "model_state": session.model_state})
+                        "rss_mb": common.rss_mb(), "model_state": session.model_state,
+                        "vad": type(session.recognizer.pipeline.vad).__name__,
+                        "imports_torch": "torch" in sys.modules})
         session.close()
         Path(f"{args.sync}.done{k}.{args.index}").write_text(json.dumps(results[-1]))
 
@@ -155,6 +157,8 @@ def run_notebooks(n: int, phases: list[dict], args, vad_dir: Path, token_file: P
                         "segments": sum(r["segments"] for r in reports),
                         "served_per_wall_s": sum(r["served_s"] for r in reports) / wall if wall > 0 else None,
                         "rss_mb": float(np.median([r["rss_mb"] for r in reports])),
+                        "vads": sorted({r["vad"] for r in reports}),
+                        "imports_torch": any(r["imports_torch"] for r in reports),
                         "took_s": time.perf_counter() - start})
             print(f"remote: {phase['name']}, N={n}: p50 {out[-1]['latency_ms']['p50']:.0f} ms, "
                   f"p95 {out[-1]['latency_ms']['p95']:.0f} ms, errors {out[-1]['errors']}, "
@@ -206,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
             rows = []
             for n in args.ns:
                 rows += run_notebooks(n, phases, args, vad_dir, tmp / "token", tmp)
-            # A kernel that keeps no funasr at all: the energy VAD, the remote engine.
+            # A kernel with no model at all: the energy VAD, the remote engine.
             light = run_notebooks(1, [{"name": "remote, energy VAD", "url": stack.workers[0].url, "vad": "energy"}],
                                   args, vad_dir, None, tmp)[0]
         # The kernels' memory: remote (from the runs above) against a kernel with the model loaded.

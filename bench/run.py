@@ -32,7 +32,7 @@ TIMEOUT_S = {"transport": 300, "recognition": 900, "throughput": 900, "rtf": 600
 
 TARGETS = {
     "transport_p99_ms": 30.0,
-    "throughput_ratio": 1.10,
+    "throughput_ratio": 1.0,  # both CPU and wall time, against funasr's batch path
     "final_excess_ms": 50.0,  # p95 of (end -> final - end silence - 1.5 x model time)
     "partial_excess_ms": 50.0,  # p95 of (onset -> first partial - 1 chunk - model time)
     "memory_growth_mb": 50.0,
@@ -156,12 +156,13 @@ def verdicts(results: dict) -> list[tuple[str, str, str, str]]:
     if tp and "error" not in tp:
         for m in tp["models"]:
             b = m["best"]
-            rows.append((f"{m['model']}: CPU time, pipeline vs funasr batch ({m['audio_s']:.0f} s audio)",
-                         f"{_f(b['ours']['cpu_s'], 2)} s vs {_f(b['funasr']['cpu_s'], 2)} s: "
-                         f"ratio {_f(m['cpu_ratio'], 2)} (wall {_f(m['wall_ratio'], 2)}); "
+            rows.append((f"{m['model']}: transcribe() vs funasr batch, CPU and wall ({m['audio_s']:.0f} s audio)",
+                         f"CPU {_f(b['ours']['cpu_s'], 2)} s vs {_f(b['funasr']['cpu_s'], 2)} s: "
+                         f"{_f(m['cpu_ratio'], 2)}; wall {_f(b['ours']['wall_s'], 2)} s vs "
+                         f"{_f(b['funasr']['wall_s'], 2)} s: {_f(m['wall_ratio'], 2)}; "
                          f"same segments: {_f(m['same_segments'])}",
-                         f"ratio <= {TARGETS['throughput_ratio']:.2f}",
-                         _met(m["cpu_ratio"] <= TARGETS["throughput_ratio"])))
+                         f"both <= {TARGETS['throughput_ratio']:.2f}",
+                         _met(max(m["cpu_ratio"], m["wall_ratio"]) <= TARGETS["throughput_ratio"])))
     rt = results.get("rtf")
     if rt and "error" not in rt:
         for m in rt["models"]:
@@ -191,7 +192,7 @@ def verdicts(results: dict) -> list[tuple[str, str, str, str]]:
                      _met(None if ratio is None else ratio <= TARGETS["remote_p95_ratio"])))
         rows.append(("remote: kernel RSS, remote engine / model loaded locally",
                      f"{_f(rem['remote_rss_mb'])} / {_f(rem['local_rss_mb'])} MB = {_f(rem['rss_ratio'], 2)} "
-                     f"(energy VAD, no funasr in the kernel: {_f(rem['remote_energy_vad_rss_mb'])} MB = "
+                     f"(energy VAD, no model in the kernel: {_f(rem['remote_energy_vad_rss_mb'])} MB = "
                      f"{_f(rem['rss_ratio_energy_vad'], 2)})", f"< {TARGETS['remote_rss_ratio']}",
                      _met(rem["rss_ratio"] < TARGETS["remote_rss_ratio"])))
     for part, res in results.items():
@@ -238,7 +239,8 @@ def details(results: dict) -> str:
         out.append("")
     tp = results.get("throughput")
     if tp and "error" not in tp:
-        out.append(f"### Throughput ({tp['device_name']}), {tp['audio_s']:.1f} s recording, {tp['reps']} alternating runs each\n")
+        out.append(f"### Throughput ({tp['device_name']}), {tp['audio_s']:.1f} s recording, {tp['reps']} alternating runs each, "
+                   "each path in its own process\n")
         out.append("| model | params | run | ours CPU s | ours wall s | funasr CPU s | funasr wall s |\n|---|---|---|---|---|---|---|")
         for m in tp["models"]:
             for i, (a, b) in enumerate(zip(m["runs"]["ours"], m["runs"]["funasr"])):

@@ -291,8 +291,11 @@ class Pipeline:
                     self._open_segment(event.ms)
                 elif event.kind == "end" and self._open is not None:
                     self._close_segment(event.ms)
+            # Without partials, a 2-pass engine has no first pass, and audio that is not live
+            # goes to a streaming engine whole at the segment's end: one call, which funasr
+            # steps through in the same 600 ms strides (the same text), for less overhead.
             if self._open is not None and self._engine is not None and self._engine.streaming and (
-                    self.partials or not self._engine.two_pass):  # offline: no 1st pass
+                    self.partials or not (self._engine.two_pass or self.offline)):
                 self._stream_step()
         if self._restart_vad:
             self._start_vad()

@@ -50,6 +50,17 @@ def test_batched_offline_gives_the_live_segments(models_at, speech, monkeypatch,
     assert spy.calls[0] == sorted(spy.calls[0])  # shortest first
 
 
+def test_a_streaming_model_decodes_each_offline_segment_in_one_call(models_at, speech, monkeypatch):
+    """Not live, no partials: each closed segment goes to paraformer-zh-streaming whole
+    (funasr steps through it in the same 600 ms strides), with the text of live streaming."""
+    live = live_segments("paraformer-zh-streaming", speech.samples)
+    spy = GenerateSpy(monkeypatch, load_engine("paraformer-zh-streaming", device="cpu").model)
+    offline = transcribe(speech.samples, 16000, model="paraformer-zh-streaming", vad="fsmn-vad", device="cpu")
+    assert offline == live and any(s["text"] for s in live)
+    assert len(spy.calls) == len(live), spy.calls  # one generate() per segment
+    assert [n / 16000 for n in spy.calls] == pytest.approx([s["end"] - s["start"] for s in live], abs=0.01)
+
+
 def test_segments_wait_for_a_model_still_loading(models_at, speech, monkeypatch):
     """All audio (final) arrives before the model is ready: the batch still goes."""
     from funasr_widget import models
