@@ -18,12 +18,11 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from .. import models
-from .base import SAMPLES_PER_MS, BaseVad, VadEvent
+from .. import _torch, models
+from .base import SAMPLE_RATE, SAMPLES_PER_MS, BaseVad, VadEvent
 from .fsmn_rules import FsmnDecisions
 
 ONNX_FILE = "model.onnx"
-_sessions: dict = {}  # (folder, threads) -> onnxruntime session, shared by every VAD of the process
 
 
 def available(folder: Path) -> bool:
@@ -82,7 +81,6 @@ class _Model:
 
 class FsmnOnnxVad(BaseVad):
     name = "fsmn-vad"
-    runtime = "onnxruntime"
     default_threshold = 0.6  # the model's speech_noise_thres, as FsmnVad
 
     def __init__(self, *, model: str = "fsmn-vad", threads: int = 1, **params):
@@ -91,10 +89,9 @@ class FsmnOnnxVad(BaseVad):
         if not available(folder):
             raise FileNotFoundError(f"{folder} has no {ONNX_FILE}, or onnxruntime / kaldi-native-fbank "
                                     "is not installed (pip install 'funasr-widget[remote]')")
-        key = (str(folder), threads)
-        if key not in _sessions:
-            _sessions[key] = _Model(folder, threads)
-        self._model = _sessions[key]
+        # one session per folder in the process, listed and freed as models are (models.loaded())
+        self._model = _torch.shared(("fsmn-vad-onnx", str(folder), "cpu", threads),
+                                    lambda: _Model(folder, threads))
         self._lfr_m, self._lfr_n = int(self._model.frontend.get("lfr_m", 5)), int(self._model.frontend.get("lfr_n", 1))
         if self._lfr_n != 1:
             raise ValueError(f"{folder}: lfr_n {self._lfr_n} is not supported (FSMN-VAD uses 1)")
@@ -115,7 +112,7 @@ class FsmnOnnxVad(BaseVad):
 
     def accept(self, samples: np.ndarray, final: bool = False) -> list[VadEvent]:
         samples = np.asarray(samples, np.float32).ravel()
-        self._fbank.accept_waveform(16000, samples * 32768.0)  # funasr scales to 16-bit levels
+        self._fbank.accept_waveform(SAMPLE_RATE, samples * 32768.0)  # funasr scales to 16-bit levels
         self._fed += len(samples)
         ready = self._fbank.num_frames_ready
         # copies: get_frame gives a view of memory that pop() frees
