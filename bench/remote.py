@@ -10,9 +10,9 @@ front with TLS and a bearer token. Two set-ups are measured:
 * two replicas behind nginx (https, token, least-connections balancing).
 
 For N = 1, 2, 4, 8, N separate processes ("notebooks", each a headless LiveSession with
-FSMN-VAD in-process, on onnxruntime as every remote kernel runs it, and the remote engine) feed the scripted speech (sentences with 2 s
-pauses) in real time, 100 ms chunks, each starting at its own offset within one sentence
-period (the class does not speak in unison). Per N: end of speech -> final segment p50/p95
+FSMN-VAD in-process, on onnxruntime as every remote kernel runs it, and the remote engine)
+feed the scripted speech (sentences with 2 s pauses) in real time, 100 ms chunks, each
+starting at its own offset within one sentence period (the class does not speak in unison). Per N: end of speech -> final segment p50/p95
 (capture of the speech's last sample to the Final event, including the 700 ms end silence
 the VAD waits for), errors (segments with an error, or an utterance with no final), and
 audio seconds served per wall second. Then the kernels' resident memory: a notebook

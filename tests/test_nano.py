@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import shutil
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -15,11 +14,10 @@ import torch
 
 from funasr_widget import Transcriber, models, samples, transcribe
 from funasr_widget.asr import ModelLoadError, load_engine
-from feeding import feed_live
+from feeding import feed_live, partials_mid_sentence
 
 pytestmark = pytest.mark.timeout(300)
 
-CHUNK = 1600
 HUB_FILES = ["configuration.json", "config.yaml", "model.pt", "multilingual.tiktoken",
              *(f"Qwen3-0.6B/{f}" for f in ("config.json", "generation_config.json", "merges.txt",
                                            "tokenizer.json", "tokenizer_config.json", "vocab.json"))]
@@ -125,17 +123,7 @@ def test_options_through_the_widget_reach_the_model(models_at, nano, speech):
 def test_partials_re_decode_the_open_segment(models_at, speech):
     widget = Transcriber(model="fun-asr-nano", vad="fsmn-vad", device="cpu")
     assert widget.wait(timeout=120) and widget.model_state == "ready"
-    partials = []
-    widget.observe(lambda change: partials.append(change["new"]), "partial")
-    beg, end = speech.intervals_ms[0]
-    head = speech.samples[: (beg + (end - beg) // 2) * 16]  # stop in the middle of the first sentence
-    for i in range(0, len(head), CHUNK):
-        widget.feed(head[i:i + CHUNK])
-        time.sleep(0.05)
-    assert widget.wait(timeout=60)
-    time.sleep(0.6)
-    widget.feed(np.zeros(CHUNK, np.float32))
-    assert widget.wait(timeout=60)
+    partials = partials_mid_sentence(widget, speech)
     assert widget.segments == []
     assert any(partials), "no partial text while the segment was open"
     widget.feed(np.zeros(0, np.float32), final=True)  # its final decoded before the test ends:

@@ -4,14 +4,11 @@ ASR models through funasr's own code, audio fed from Python as the microphone wo
 import re
 import time
 
-import numpy as np
 import pytest
 
 from funasr_widget import Transcriber, transcribe
 from funasr_widget.asr import ModelLoadError, load_engine
-from feeding import feed_live
-
-CHUNK = 1600
+from feeding import feed_live, partials_mid_sentence
 
 
 
@@ -75,17 +72,7 @@ def test_segment_callbacks_and_dataframe(sensevoice, speech):
 
 def test_partials_while_speaking(sensevoice, speech):
     assert sensevoice.wait(timeout=120) and sensevoice.model_state == "ready"
-    partials = []
-    sensevoice.observe(lambda change: partials.append(change["new"]), "partial")
-    beg, end = speech.intervals_ms[0]
-    head = speech.samples[: (beg + (end - beg) // 2) * 16]  # stop in the middle of the first sentence
-    for i in range(0, len(head), CHUNK):
-        sensevoice.feed(head[i:i + CHUNK])
-        time.sleep(0.05)  # partials are decoded when the worker is idle, at a bounded rate
-    assert sensevoice.wait(timeout=60)
-    time.sleep(0.6)
-    sensevoice.feed(np.zeros(CHUNK, np.float32))
-    assert sensevoice.wait(timeout=60)
+    partials = partials_mid_sentence(sensevoice, speech)
     assert sensevoice.segments == []  # the segment is still open
     assert any(partials), "no partial text while the segment was open"
 
