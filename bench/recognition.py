@@ -56,7 +56,7 @@ def vad_detection(samples: np.ndarray, end_silence_ms: int) -> list[tuple[str, i
     vad = create_vad("fsmn-vad", end_silence_ms=end_silence_ms)
     out = []
     for i in range(0, len(samples), BLOCK):
-        for e in vad.accept(samples[i:i + BLOCK], final=i + BLOCK >= len(samples)):
+        for e in vad.accept(samples[i : i + BLOCK], final=i + BLOCK >= len(samples)):
             out.append((e.kind, e.ms, min(i + BLOCK, len(samples)) / common.RATE))
     return out
 
@@ -91,7 +91,7 @@ def live(name: str, info: dict, script: Speech, device: str, hook=None, partials
         c0 = time.process_time()
         t0 = time.monotonic()
         for i in range(0, len(x), BLOCK):
-            chunk = x[i:i + BLOCK]
+            chunk = x[i : i + BLOCK]
             time.sleep(max(t0 + (i + len(chunk)) / common.RATE - time.monotonic(), 0))
             w.feed(chunk)
         w.feed(np.zeros(0, np.float32), final=True)
@@ -116,8 +116,11 @@ def live(name: str, info: dict, script: Speech, device: str, hook=None, partials
         first = next(((t, p) for t, p in partials if p and onset_t - 0.5 <= t < min(nxt, final_t or nxt)), None)
         row = {"onset_ms": beg, "end_ms": end, "segments": len(mine)}
         if first:
-            call = max((c for c in (calls if pcalls is None else pcalls) if c[1] <= first[0] + 1e-6),
-                       key=lambda c: c[1], default=None)
+            call = max(
+                (c for c in (calls if pcalls is None else pcalls) if c[1] <= first[0] + 1e-6),
+                key=lambda c: c[1],
+                default=None,
+            )
             model_ms = (call[1] - call[0]) * 1000 if call else None
             row["first_partial_ms"] = (first[0] - onset_t) * 1000
             row["partial_model_ms"] = model_ms
@@ -139,24 +142,37 @@ def live(name: str, info: dict, script: Speech, device: str, hook=None, partials
         if "final_ms" in row and ends:
             row["final_overhead_ms"] = row["final_ms"] - row["vad_end_detect_ms"] - (row["final_model_ms"] or 0)
         if "first_partial_ms" in row and starts and not streaming:
-            row["partial_overhead_ms"] = (row["first_partial_ms"] - row["vad_start_detect_ms"]
-                                          - (row["partial_model_ms"] or 0))
+            row["partial_overhead_ms"] = (
+                row["first_partial_ms"] - row["vad_start_detect_ms"] - (row["partial_model_ms"] or 0)
+            )
         rows.append(row)
     speech_s = sum(s["end"] - s["start"] for _, s in segments)
     col = lambda key: common.summary([r.get(key) for r in rows])  # noqa: E731
     return {
-        "model": name, "params": info["params"], "weights": info["weights"],
+        "model": name,
+        "params": info["params"],
+        "weights": info["weights"],
         "partials_model": partials_info and partials_info["path"],
-        "streaming": streaming, "chunk_ms": chunk_ms, "end_silence_ms": end_silence,
-        "audio_s": script.seconds, "fed_s": fed_s, "cpu_s": cpu_s,
-        "utterances": len(rows), "segments": len(segments),
+        "streaming": streaming,
+        "chunk_ms": chunk_ms,
+        "end_silence_ms": end_silence,
+        "audio_s": script.seconds,
+        "fed_s": fed_s,
+        "cpu_s": cpu_s,
+        "utterances": len(rows),
+        "segments": len(segments),
         "partials_per_speech_s": sum(1 for _, p in partials if p) / max(speech_s, 1e-9),
-        "first_partial_ms": col("first_partial_ms"), "partial_model_ms": col("partial_model_ms"),
+        "first_partial_ms": col("first_partial_ms"),
+        "partial_model_ms": col("partial_model_ms"),
         "first_partial_beyond_ms": col("first_partial_beyond_ms"),
-        "final_ms": col("final_ms"), "final_beyond_silence_ms": col("final_beyond_silence_ms"),
-        "final_model_ms": col("final_model_ms"), "final_excess_ms": col("final_excess_ms"),
-        "vad_start_detect_ms": col("vad_start_detect_ms"), "vad_end_detect_ms": col("vad_end_detect_ms"),
-        "final_overhead_ms": col("final_overhead_ms"), "partial_overhead_ms": col("partial_overhead_ms"),
+        "final_ms": col("final_ms"),
+        "final_beyond_silence_ms": col("final_beyond_silence_ms"),
+        "final_model_ms": col("final_model_ms"),
+        "final_excess_ms": col("final_excess_ms"),
+        "vad_start_detect_ms": col("vad_start_detect_ms"),
+        "vad_end_detect_ms": col("vad_end_detect_ms"),
+        "final_overhead_ms": col("final_overhead_ms"),
+        "partial_overhead_ms": col("partial_overhead_ms"),
         "rows": rows,
     }
 
@@ -164,8 +180,11 @@ def live(name: str, info: dict, script: Speech, device: str, hook=None, partials
 def main(argv=None) -> None:
     parser = common.part_args(__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["sensevoice-small", "paraformer-zh-streaming"])
-    parser.add_argument("--two-pass", action="store_true",
-                        help="also each segment model with paraformer-zh-streaming's partials (2-pass)")
+    parser.add_argument(
+        "--two-pass",
+        action="store_true",
+        help="also each segment model with paraformer-zh-streaming's partials (2-pass)",
+    )
     args = parser.parse_args(argv)
     from . import models as bench_models
 
@@ -178,13 +197,26 @@ def main(argv=None) -> None:
     alone = {r["model"]: r for r in results}
     for name in (n for n in args.models if args.two_pass and n != "paraformer-zh-streaming"):
         print(f"recognition: 2-pass paraformer-zh-streaming + {name} ...", file=sys.stderr)
-        r = live(f"2-pass: paraformer-zh-streaming + {name}", infos[name], s, args.device,
-                 bench_models.generation_hook(name), partials_info=infos["paraformer-zh-streaming"])
+        r = live(
+            f"2-pass: paraformer-zh-streaming + {name}",
+            infos[name],
+            s,
+            args.device,
+            bench_models.generation_hook(name),
+            partials_info=infos["paraformer-zh-streaming"],
+        )
         if name in alone:  # the CPU 2-pass costs, as a ratio to the segment model alone
             r["cpu_vs_segment_model"] = r["cpu_s"] / alone[name]["cpu_s"]
         results.append(r)
-    common.write(args, {"device": args.device, "device_name": common.device_name(args.device),
-                        "audio_s": s.seconds, "models": results})
+    common.write(
+        args,
+        {
+            "device": args.device,
+            "device_name": common.device_name(args.device),
+            "audio_s": s.seconds,
+            "models": results,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ FINAL_WAIT_S = 120.0
 
 # -- one notebook (a child process) ---------------------------------------------------------------
 
+
 def notebook(args) -> None:
     """Load, say ready, then for each phase: wait for its go file, feed in real time, report."""
     from funasr_widget.events import Final
@@ -84,7 +85,7 @@ def notebook(args) -> None:
             delay = t0 + (i + CHUNK) / common.RATE - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-            session.feed(audio[i:i + CHUNK], common.RATE, final=i + CHUNK >= len(audio))
+            session.feed(audio[i : i + CHUNK], common.RATE, final=i + CHUNK >= len(audio))
         fed = time.perf_counter()
         session.wait(FINAL_WAIT_S)
         deadline = time.monotonic() + 10
@@ -104,16 +105,28 @@ def notebook(args) -> None:
             errors += bool(seg.get("error"))
             served += seg["end"] - seg["start"] if not seg.get("error") else 0.0
         last = max((t for t, _ in finals), default=fed)
-        results.append({"ok": ok, "latencies_ms": latencies, "errors": errors, "problems": len(session.problems),
-                        "segments": len(finals), "served_s": served, "t0": t0, "last": last,
-                        "rss_mb": common.rss_mb(), "model_state": session.model_state,
-                        "vad": type(session.recognizer.pipeline.vad).__name__,
-                        "imports_torch": "torch" in sys.modules})
+        results.append(
+            {
+                "ok": ok,
+                "latencies_ms": latencies,
+                "errors": errors,
+                "problems": len(session.problems),
+                "segments": len(finals),
+                "served_s": served,
+                "t0": t0,
+                "last": last,
+                "rss_mb": common.rss_mb(),
+                "model_state": session.model_state,
+                "vad": type(session.recognizer.pipeline.vad).__name__,
+                "imports_torch": "torch" in sys.modules,
+            }
+        )
         session.close()
         Path(f"{args.sync}.done{k}.{args.index}").write_text(json.dumps(results[-1]))
 
 
 # -- the controller ------------------------------------------------------------------------------
+
 
 def _wait_files(pattern: str, n: int, timeout: float, procs) -> None:
     deadline = time.monotonic() + timeout
@@ -133,13 +146,34 @@ def run_notebooks(n: int, phases: list[dict], args, vad_dir: Path, token_file: P
     period_s = 5.0  # about one sentence and its pause
     procs = []
     for i in range(n):
-        cmd = [sys.executable, "-m", "bench.remote", "--notebook", "--index", str(i), "--sync", str(sync),
-               "--phases", json.dumps(phases), "--vad-dir", str(vad_dir), "--offset-s", f"{period_s * i / n:.2f}",
-               *(["--token-file", str(token_file)] if token_file else []), *(["--quick"] if args.quick else [])]
+        cmd = [
+            sys.executable,
+            "-m",
+            "bench.remote",
+            "--notebook",
+            "--index",
+            str(i),
+            "--sync",
+            str(sync),
+            "--phases",
+            json.dumps(phases),
+            "--vad-dir",
+            str(vad_dir),
+            "--offset-s",
+            f"{period_s * i / n:.2f}",
+            *(["--token-file", str(token_file)] if token_file else []),
+            *(["--quick"] if args.quick else []),
+        ]
         log = open(f"{sync}.log{i}", "w")
-        procs.append(subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[1], stdout=log,
-                                      stderr=subprocess.STDOUT,
-                                      env={**os.environ, "OMP_NUM_THREADS": "1", "FUNASR_WIDGET_THREADS": "1"}))
+        procs.append(
+            subprocess.Popen(
+                cmd,
+                cwd=Path(__file__).resolve().parents[1],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "OMP_NUM_THREADS": "1", "FUNASR_WIDGET_THREADS": "1"},
+            )
+        )
         procs[-1].log = log.name
         log.close()
     out = []
@@ -152,17 +186,27 @@ def run_notebooks(n: int, phases: list[dict], args, vad_dir: Path, token_file: P
             reports = [json.loads(Path(f"{sync}.done{k}.{i}").read_text()) for i in range(n)]
             lat = [v for r in reports for v in r["latencies_ms"]]
             wall = max(r["last"] for r in reports) - min(r["t0"] for r in reports)
-            out.append({"setup": phase["name"], "n": n, "latency_ms": common.summary(lat),
-                        "errors": sum(r["errors"] for r in reports) + sum(not r["ok"] for r in reports),
-                        "segments": sum(r["segments"] for r in reports),
-                        "served_per_wall_s": sum(r["served_s"] for r in reports) / wall if wall > 0 else None,
-                        "rss_mb": float(np.median([r["rss_mb"] for r in reports])),
-                        "vads": sorted({r["vad"] for r in reports}),
-                        "imports_torch": any(r["imports_torch"] for r in reports),
-                        "took_s": time.perf_counter() - start})
-            print(f"remote: {phase['name']}, N={n}: p50 {out[-1]['latency_ms']['p50']:.0f} ms, "
-                  f"p95 {out[-1]['latency_ms']['p95']:.0f} ms, errors {out[-1]['errors']}, "
-                  f"{out[-1]['served_per_wall_s']:.2f} audio s / wall s", file=sys.stderr, flush=True)
+            out.append(
+                {
+                    "setup": phase["name"],
+                    "n": n,
+                    "latency_ms": common.summary(lat),
+                    "errors": sum(r["errors"] for r in reports) + sum(not r["ok"] for r in reports),
+                    "segments": sum(r["segments"] for r in reports),
+                    "served_per_wall_s": sum(r["served_s"] for r in reports) / wall if wall > 0 else None,
+                    "rss_mb": float(np.median([r["rss_mb"] for r in reports])),
+                    "vads": sorted({r["vad"] for r in reports}),
+                    "imports_torch": any(r["imports_torch"] for r in reports),
+                    "took_s": time.perf_counter() - start,
+                }
+            )
+            print(
+                f"remote: {phase['name']}, N={n}: p50 {out[-1]['latency_ms']['p50']:.0f} ms, "
+                f"p95 {out[-1]['latency_ms']['p95']:.0f} ms, errors {out[-1]['errors']}, "
+                f"{out[-1]['served_per_wall_s']:.2f} audio s / wall s",
+                file=sys.stderr,
+                flush=True,
+            )
     finally:
         for p in procs:
             try:
@@ -199,35 +243,63 @@ def main(argv: list[str] | None = None) -> None:
         from funasr_widget.serve import free_port
 
         t = time.perf_counter()
-        stack = Stack(model, replicas=2, port=free_port(), listen="127.0.0.1", token_file=tmp / "token",
-                      hostnames=["localhost", "127.0.0.1"], threads=threads, folder=tmp / "stack")
+        stack = Stack(
+            model,
+            replicas=2,
+            port=free_port(),
+            listen="127.0.0.1",
+            token_file=tmp / "token",
+            hostnames=["localhost", "127.0.0.1"],
+            threads=threads,
+            folder=tmp / "stack",
+        )
         with stack:
             started_s = time.perf_counter() - t
             print(f"remote: 2 replicas + nginx ready in {started_s:.0f} s", file=sys.stderr, flush=True)
-            phases = [{"name": "one replica", "url": stack.workers[0].url},
-                      {"name": "two replicas behind nginx", "url": stack.url, "auth": True,
-                       "ca_bundle": str(stack.cert)}]
+            phases = [
+                {"name": "one replica", "url": stack.workers[0].url},
+                {"name": "two replicas behind nginx", "url": stack.url, "auth": True, "ca_bundle": str(stack.cert)},
+            ]
             rows = []
             for n in args.ns:
                 rows += run_notebooks(n, phases, args, vad_dir, tmp / "token", tmp)
             # A kernel with no model at all: the energy VAD, the remote engine.
-            light = run_notebooks(1, [{"name": "remote, energy VAD", "url": stack.workers[0].url, "vad": "energy"}],
-                                  args, vad_dir, None, tmp)[0]
+            light = run_notebooks(
+                1,
+                [{"name": "remote, energy VAD", "url": stack.workers[0].url, "vad": "energy"}],
+                args,
+                vad_dir,
+                None,
+                tmp,
+            )[0]
         # The kernels' memory: remote (from the runs above) against a kernel with the model loaded.
         local = run_notebooks(1, [{"name": "local", "url": "", "local": str(model)}], args, vad_dir, None, tmp)[0]
     remote_rss = float(np.median([r["rss_mb"] for r in rows]))
     by = {(r["setup"], r["n"]): r for r in rows}
     two = [by.get(("two replicas behind nginx", n)) for n in (1, 8)]
     ratio = (two[1]["latency_ms"]["p95"] / two[0]["latency_ms"]["p95"]) if all(two) else None
-    result = {"model": infos["sensevoice-small"], "cores": cores, "threads_per_replica": threads,
-              "stack_start_s": started_s, "rows": rows, "remote_rss_mb": remote_rss, "local_rss_mb": local["rss_mb"],
-              "local_latency_ms": local["latency_ms"], "rss_ratio": remote_rss / local["rss_mb"],
-              "remote_energy_vad_rss_mb": light["rss_mb"], "rss_ratio_energy_vad": light["rss_mb"] / local["rss_mb"],
-              "p95_ratio_8_vs_1": ratio, "sentences": len(common.script(quick=args.quick).intervals_ms)}
-    print(f"remote: kernel RSS {remote_rss:.0f} MB remote vs {local['rss_mb']:.0f} MB local "
-          f"({result['rss_ratio']:.2f}); with the energy VAD {light['rss_mb']:.0f} MB "
-          f"({result['rss_ratio_energy_vad']:.2f}); two replicas p95 N=8 / N=1: "
-          + (f"{ratio:.2f}" if ratio else "-"), file=sys.stderr, flush=True)
+    result = {
+        "model": infos["sensevoice-small"],
+        "cores": cores,
+        "threads_per_replica": threads,
+        "stack_start_s": started_s,
+        "rows": rows,
+        "remote_rss_mb": remote_rss,
+        "local_rss_mb": local["rss_mb"],
+        "local_latency_ms": local["latency_ms"],
+        "rss_ratio": remote_rss / local["rss_mb"],
+        "remote_energy_vad_rss_mb": light["rss_mb"],
+        "rss_ratio_energy_vad": light["rss_mb"] / local["rss_mb"],
+        "p95_ratio_8_vs_1": ratio,
+        "sentences": len(common.script(quick=args.quick).intervals_ms),
+    }
+    print(
+        f"remote: kernel RSS {remote_rss:.0f} MB remote vs {local['rss_mb']:.0f} MB local "
+        f"({result['rss_ratio']:.2f}); with the energy VAD {light['rss_mb']:.0f} MB "
+        f"({result['rss_ratio_energy_vad']:.2f}); two replicas p95 N=8 / N=1: " + (f"{ratio:.2f}" if ratio else "-"),
+        file=sys.stderr,
+        flush=True,
+    )
     common.write(args, result)
 
 
@@ -239,12 +311,16 @@ def argparse_hidden():
 
 def table(result: dict) -> str:
     """The RESULTS.md section."""
-    lines = ["| set-up | N | end of speech -> final p50 / p95 | errors | segments | audio s served / wall s |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| set-up | N | end of speech -> final p50 / p95 | errors | segments | audio s served / wall s |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in result["rows"]:
         lat = r["latency_ms"]
-        lines.append(f"| {r['setup']} | {r['n']} | {lat['p50']:.0f} / {lat['p95']:.0f} ms | {r['errors']} | "
-                     f"{r['segments']} | {r['served_per_wall_s']:.2f} |")
+        lines.append(
+            f"| {r['setup']} | {r['n']} | {lat['p50']:.0f} / {lat['p95']:.0f} ms | {r['errors']} | "
+            f"{r['segments']} | {r['served_per_wall_s']:.2f} |"
+        )
     return "\n".join(lines)
 
 

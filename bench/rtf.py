@@ -24,7 +24,7 @@ LENGTHS_S = (2, 5, 10, 20)
 
 def _speech(script: Speech, seconds: float) -> np.ndarray:
     """`seconds` of the recording's speech (sentences back to back, repeated as needed)."""
-    parts = [script.samples[b * 16:e * 16] for b, e in script.intervals_ms]
+    parts = [script.samples[b * 16 : e * 16] for b, e in script.intervals_ms]
     x = np.concatenate(parts)
     x = np.tile(x, int(np.ceil(seconds * common.RATE / len(x))))
     return x[: int(seconds * common.RATE)]
@@ -47,7 +47,7 @@ def segment_model(engine, script, device, reps, lengths) -> list[dict]:
     rows = []
     for seconds in lengths:
         x = _speech(script, seconds)
-        wall, cpu = _best(lambda: engine.transcribe(x), reps, device)
+        wall, cpu = _best(lambda x=x: engine.transcribe(x), reps, device)
         rows.append({"audio_s": seconds, "wall_s": wall, "cpu_s": cpu, "rtf": wall / seconds})
     return rows
 
@@ -62,15 +62,21 @@ def streaming_model(engine, script, device, reps, seconds) -> dict:
         stream = engine.new_stream()
         for i in range(0, len(x), STEP):
             w0 = common.clock()[0]
-            engine.accept(stream, x[i:i + STEP], final=i + STEP >= len(x))
+            engine.accept(stream, x[i : i + STEP], final=i + STEP >= len(x))
             common.sync(device)
             if record:
                 steps.append(common.clock()[0] - w0)
 
     wall, cpu = _best(run, reps, device)
     run(record=True)
-    return {"audio_s": seconds, "wall_s": wall, "cpu_s": cpu, "rtf": wall / seconds,
-            "step_ms": common.summary([s * 1000 for s in steps]), "step_audio_ms": STEP / 16}
+    return {
+        "audio_s": seconds,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "rtf": wall / seconds,
+        "step_ms": common.summary([s * 1000 for s in steps]),
+        "step_audio_ms": STEP / 16,
+    }
 
 
 def vad(script, reps, seconds) -> dict:
@@ -83,7 +89,7 @@ def vad(script, reps, seconds) -> dict:
     def blocks():
         v.reset()
         for i in range(0, len(x), 1600):
-            v.accept(x[i:i + 1600], final=i + 1600 >= len(x))
+            v.accept(x[i : i + 1600], final=i + 1600 >= len(x))
 
     def whole():
         v.reset()
@@ -110,15 +116,24 @@ def main(argv=None) -> None:
 
     reps = 1 if args.quick else 3
     lengths = LENGTHS_S[:3] if args.quick else LENGTHS_S
-    result = {"device": args.device, "device_name": common.device_name(args.device),
-              "torch_threads": threads(), "torch": torch.__version__, "models": []}
+    result = {
+        "device": args.device,
+        "device_name": common.device_name(args.device),
+        "torch_threads": threads(),
+        "torch": torch.__version__,
+        "models": [],
+    }
     for name in args.models:
         print(f"rtf: {name} on {args.device} ...", file=sys.stderr)
         engine = load_engine(infos[name]["path"], device=args.device)
         if hook := bench_models.generation_hook(name):
             hook(engine.model)
-        row = {"model": name, "params": infos[name]["params"], "weights": infos[name]["weights"],
-               "streaming": engine.streaming}
+        row = {
+            "model": name,
+            "params": infos[name]["params"],
+            "weights": infos[name]["weights"],
+            "streaming": engine.streaming,
+        }
         if engine.streaming:
             row["stream"] = streaming_model(engine, s, args.device, reps, lengths[-1])
         else:
@@ -126,8 +141,11 @@ def main(argv=None) -> None:
         result["models"].append(row)
     if args.device == "cpu":
         print("rtf: fsmn-vad ...", file=sys.stderr)
-        result["vad"] = {"model": "fsmn-vad", "params": infos["fsmn-vad"]["params"],
-                         **vad(s, reps, 20 if args.quick else 60)}
+        result["vad"] = {
+            "model": "fsmn-vad",
+            "params": infos["fsmn-vad"]["params"],
+            **vad(s, reps, 20 if args.quick else 60),
+        }
     common.write(args, result)
 
 

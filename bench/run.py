@@ -58,41 +58,79 @@ def machine(device: str) -> dict:
 
     mem_gb = None
     try:
-        mem_gb = round(int(next(line.split()[1] for line in open("/proc/meminfo")
-                                 if line.startswith("MemTotal"))) / 2**20, 1)
+        mem_gb = round(
+            int(next(line.split()[1] for line in open("/proc/meminfo") if line.startswith("MemTotal"))) / 2**20, 1
+        )
     except (OSError, StopIteration):
         pass
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                text=True).stdout.strip() or "unknown (no git checkout)"
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                                    capture_output=True, text=True).stdout.strip())
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+            ).stdout.strip()
+            or "unknown (no git checkout)"
+        )
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True
+            ).stdout.strip()
+        )
     except OSError:
         commit, dirty = "unknown (no git)", False
-    return {"device": device, "device_name": device_name(device), "memory_gb": mem_gb,
-            "os": platform.platform(), "python": platform.python_version(), **_versions(),
-            "commit": commit + (" (with uncommitted changes)" if dirty else ""),
-            "load_avg_start": os.getloadavg()}
+    return {
+        "device": device,
+        "device_name": device_name(device),
+        "memory_gb": mem_gb,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        **_versions(),
+        "commit": commit + (" (with uncommitted changes)" if dirty else ""),
+        "load_avg_start": os.getloadavg(),
+    }
 
 
 def run_part(part: str, args, extra: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / f"{part}.json"
-        cmd = [sys.executable, "-m", f"bench.{part}", "--json", str(out), "--device", args.device,
-               "--cache", str(args.cache), *(["--quick"] if args.quick else []),
-               *(["--tiny"] if args.tiny else []), *extra]
+        cmd = [
+            sys.executable,
+            "-m",
+            f"bench.{part}",
+            "--json",
+            str(out),
+            "--device",
+            args.device,
+            "--cache",
+            str(args.cache),
+            *(["--quick"] if args.quick else []),
+            *(["--tiny"] if args.tiny else []),
+            *extra,
+        ]
         print(f"== {part}: {' '.join(shlex.quote(c) for c in cmd[2:])}", file=sys.stderr, flush=True)
         start = time.monotonic()
         try:
-            proc = subprocess.run(cmd, cwd=REPO, timeout=TIMEOUT_S[part] * (1 if not args.quick else 0.5) + 60,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            proc = subprocess.run(
+                cmd,
+                cwd=REPO,
+                timeout=TIMEOUT_S[part] * (1 if not args.quick else 0.5) + 60,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
             log = proc.stdout
             ok = proc.returncode == 0 and out.is_file()
         except subprocess.TimeoutExpired as err:
-            log, ok = (err.stdout or b"").decode(errors="replace") if isinstance(err.stdout, bytes) else (err.stdout or ""), False
+            log, ok = (
+                (err.stdout or b"").decode(errors="replace") if isinstance(err.stdout, bytes) else (err.stdout or ""),
+                False,
+            )
             log += f"\n(timed out after {err.timeout:.0f} s)"
         took = time.monotonic() - start
-        shown = [ln for ln in log.splitlines() if ln.startswith(("memory:", "remote:", "recognition:", "throughput:", "rtf:", "building"))]
+        shown = [
+            ln
+            for ln in log.splitlines()
+            if ln.startswith(("memory:", "remote:", "recognition:", "throughput:", "rtf:", "building"))
+        ]
         for ln in shown:
             print("   " + ln, file=sys.stderr)
         if not ok:
@@ -104,6 +142,7 @@ def run_part(part: str, args, extra: list[str]) -> dict:
 
 
 # -- the report -------------------------------------------------------------------------------
+
 
 def _f(value, digits=0, unit="") -> str:
     if value is None:
@@ -124,77 +163,124 @@ def verdicts(results: dict) -> list[tuple[str, str, str, str]]:
     if t and "error" not in t:
         lat = t["latency_ms"]
         loss = t["gaps"] + t["lost"] + t["rejected"] + (t["dropped_seconds"] > 0)
-        rows.append(("transport: capture -> on_msg p50 / p95 / p99",
-                     f"{_f(lat['p50'], 1)} / {_f(lat['p95'], 1)} / {_f(lat['p99'], 1)} ms",
-                     f"p99 <= {TARGETS['transport_p99_ms']:.0f} ms", _met(lat["p99"] <= TARGETS["transport_p99_ms"])))
-        rows.append((f"transport: loss over {t['seconds']:.0f} s ({t['chunks']} chunks)",
-                     f"{t['gaps']} gaps, {t['lost']} lost, {t['rejected']} rejected, "
-                     f"{t['dropped_seconds']} s dropped", "none", _met(loss == 0)))
+        rows.append(
+            (
+                "transport: capture -> on_msg p50 / p95 / p99",
+                f"{_f(lat['p50'], 1)} / {_f(lat['p95'], 1)} / {_f(lat['p99'], 1)} ms",
+                f"p99 <= {TARGETS['transport_p99_ms']:.0f} ms",
+                _met(lat["p99"] <= TARGETS["transport_p99_ms"]),
+            )
+        )
+        rows.append(
+            (
+                f"transport: loss over {t['seconds']:.0f} s ({t['chunks']} chunks)",
+                f"{t['gaps']} gaps, {t['lost']} lost, {t['rejected']} rejected, {t['dropped_seconds']} s dropped",
+                "none",
+                _met(loss == 0),
+            )
+        )
     r = results.get("recognition")
     if r and "error" not in r:
         for m in r["models"]:
             fp, fx = m["first_partial_ms"], m["first_partial_beyond_ms"]
-            rows.append((f"{m['model']}: onset -> first partial p50 / p95",
-                         f"{_f(fp['p50'])} / {_f(fp['p95'])} ms; beyond {m['chunk_ms']} ms chunk + model "
-                         f"(p50 {_f(m['partial_model_ms']['p50'])} ms): p95 {_f(fx['p95'])} ms"
-                         + ("" if m["streaming"] else
-                            f" (the VAD's start detection: p95 {_f(m['vad_start_detect_ms']['p95'])} ms after "
-                            f"the onset; the pipeline's share: p95 {_f(m['partial_overhead_ms']['p95'])} ms)"),
-                         f"beyond <= {TARGETS['partial_excess_ms']:.0f} ms",
-                         _met(None if fx["p95"] is None else fx["p95"] <= TARGETS["partial_excess_ms"])))
+            rows.append(
+                (
+                    f"{m['model']}: onset -> first partial p50 / p95",
+                    f"{_f(fp['p50'])} / {_f(fp['p95'])} ms; beyond {m['chunk_ms']} ms chunk + model "
+                    f"(p50 {_f(m['partial_model_ms']['p50'])} ms): p95 {_f(fx['p95'])} ms"
+                    + (
+                        ""
+                        if m["streaming"]
+                        else f" (the VAD's start detection: p95 {_f(m['vad_start_detect_ms']['p95'])} ms after "
+                        f"the onset; the pipeline's share: p95 {_f(m['partial_overhead_ms']['p95'])} ms)"
+                    ),
+                    f"beyond <= {TARGETS['partial_excess_ms']:.0f} ms",
+                    _met(None if fx["p95"] is None else fx["p95"] <= TARGETS["partial_excess_ms"]),
+                )
+            )
             fin, beyond, ex = m["final_ms"], m["final_beyond_silence_ms"], m["final_excess_ms"]
-            rows.append((f"{m['model']}: end of speech -> final segment p50 / p95",
-                         f"{_f(fin['p50'])} / {_f(fin['p95'])} ms; beyond the {m['end_silence_ms']} ms "
-                         f"end silence p50 {_f(beyond['p50'])} / p95 {_f(beyond['p95'])} ms; model "
-                         f"p50 {_f(m['final_model_ms']['p50'])} / p95 {_f(m['final_model_ms']['p95'])} ms; "
-                         f"beyond - 1.5 x model: p95 {_f(ex['p95'])} ms (the VAD's own end detection: "
-                         f"p95 {_f(m['vad_end_detect_ms']['p95'])} ms after the speech; the pipeline's "
-                         f"share: p95 {_f(m['final_overhead_ms']['p95'])} ms)",
-                         f"beyond <= 1.5 x model + {TARGETS['final_excess_ms']:.0f} ms",
-                         _met(None if ex["p95"] is None else ex["p95"] <= TARGETS["final_excess_ms"])))
+            rows.append(
+                (
+                    f"{m['model']}: end of speech -> final segment p50 / p95",
+                    f"{_f(fin['p50'])} / {_f(fin['p95'])} ms; beyond the {m['end_silence_ms']} ms "
+                    f"end silence p50 {_f(beyond['p50'])} / p95 {_f(beyond['p95'])} ms; model "
+                    f"p50 {_f(m['final_model_ms']['p50'])} / p95 {_f(m['final_model_ms']['p95'])} ms; "
+                    f"beyond - 1.5 x model: p95 {_f(ex['p95'])} ms (the VAD's own end detection: "
+                    f"p95 {_f(m['vad_end_detect_ms']['p95'])} ms after the speech; the pipeline's "
+                    f"share: p95 {_f(m['final_overhead_ms']['p95'])} ms)",
+                    f"beyond <= 1.5 x model + {TARGETS['final_excess_ms']:.0f} ms",
+                    _met(None if ex["p95"] is None else ex["p95"] <= TARGETS["final_excess_ms"]),
+                )
+            )
     tp = results.get("throughput")
     if tp and "error" not in tp:
         for m in tp["models"]:
             b = m["best"]
-            rows.append((f"{m['model']}: transcribe() vs funasr batch, CPU and wall ({m['audio_s']:.0f} s audio)",
-                         f"CPU {_f(b['ours']['cpu_s'], 2)} s vs {_f(b['funasr']['cpu_s'], 2)} s: "
-                         f"{_f(m['cpu_ratio'], 2)}; wall {_f(b['ours']['wall_s'], 2)} s vs "
-                         f"{_f(b['funasr']['wall_s'], 2)} s: {_f(m['wall_ratio'], 2)}; "
-                         f"same segments: {_f(m['same_segments'])}",
-                         f"both <= {TARGETS['throughput_ratio']:.2f}",
-                         _met(max(m["cpu_ratio"], m["wall_ratio"]) <= TARGETS["throughput_ratio"])))
+            rows.append(
+                (
+                    f"{m['model']}: transcribe() vs funasr batch, CPU and wall ({m['audio_s']:.0f} s audio)",
+                    f"CPU {_f(b['ours']['cpu_s'], 2)} s vs {_f(b['funasr']['cpu_s'], 2)} s: "
+                    f"{_f(m['cpu_ratio'], 2)}; wall {_f(b['ours']['wall_s'], 2)} s vs "
+                    f"{_f(b['funasr']['wall_s'], 2)} s: {_f(m['wall_ratio'], 2)}; "
+                    f"same segments: {_f(m['same_segments'])}",
+                    f"both <= {TARGETS['throughput_ratio']:.2f}",
+                    _met(max(m["cpu_ratio"], m["wall_ratio"]) <= TARGETS["throughput_ratio"]),
+                )
+            )
     rt = results.get("rtf")
     if rt and "error" not in rt:
         for m in rt["models"]:
             if m["streaming"]:
                 st = m["stream"]
-                value = (f"RTF {_f(st['rtf'], 3)} ({st['audio_s']} s stream); 600 ms step "
-                         f"p50 {_f(st['step_ms']['p50'])} / p95 {_f(st['step_ms']['p95'])} ms")
+                value = (
+                    f"RTF {_f(st['rtf'], 3)} ({st['audio_s']} s stream); 600 ms step "
+                    f"p50 {_f(st['step_ms']['p50'])} / p95 {_f(st['step_ms']['p95'])} ms"
+                )
             else:
                 value = ", ".join(f"{s['audio_s']} s: {_f(s['rtf'], 3)}" for s in m["segments"])
             rows.append((f"{m['model']}: real-time factor on {rt['device']}", value, "(reported)", "–"))
         if "vad" in rt:
             v = rt["vad"]
-            rows.append(("fsmn-vad: real-time factor", f"100 ms blocks {_f(v['live_100ms']['rtf'], 4)}, "
-                         f"whole file {_f(v['file']['rtf'], 4)}", "(reported)", "–"))
+            rows.append(
+                (
+                    "fsmn-vad: real-time factor",
+                    f"100 ms blocks {_f(v['live_100ms']['rtf'], 4)}, whole file {_f(v['file']['rtf'], 4)}",
+                    "(reported)",
+                    "–",
+                )
+            )
     mem = results.get("memory")
     if mem and "error" not in mem:
-        rows.append((f"memory: RSS growth over {mem['minutes']:.0f} simulated min ({mem['model']})",
-                     f"{_f(mem['growth_mb'], 1)} MB ({_f(mem['rss_after_5min_mb'])} -> "
-                     f"{_f(mem['rss_end_mb'])} MB, {mem['segments']} segments, {_f(mem['speed_x'], 1)}x real time)",
-                     f"<= {TARGETS['memory_growth_mb']:.0f} MB",
-                     _met(mem["growth_mb"] <= TARGETS["memory_growth_mb"])))
+        rows.append(
+            (
+                f"memory: RSS growth over {mem['minutes']:.0f} simulated min ({mem['model']})",
+                f"{_f(mem['growth_mb'], 1)} MB ({_f(mem['rss_after_5min_mb'])} -> "
+                f"{_f(mem['rss_end_mb'])} MB, {mem['segments']} segments, {_f(mem['speed_x'], 1)}x real time)",
+                f"<= {TARGETS['memory_growth_mb']:.0f} MB",
+                _met(mem["growth_mb"] <= TARGETS["memory_growth_mb"]),
+            )
+        )
     rem = results.get("remote")
     if rem and "error" not in rem:
         ratio = rem.get("p95_ratio_8_vs_1")
-        rows.append(("remote: two replicas behind nginx, end of speech -> final p95 at N=8 / N=1",
-                     f"{_f(ratio, 2)}", f"<= {TARGETS['remote_p95_ratio']}",
-                     _met(None if ratio is None else ratio <= TARGETS["remote_p95_ratio"])))
-        rows.append(("remote: kernel RSS, remote engine / model loaded locally",
-                     f"{_f(rem['remote_rss_mb'])} / {_f(rem['local_rss_mb'])} MB = {_f(rem['rss_ratio'], 2)} "
-                     f"(energy VAD, no model in the kernel: {_f(rem['remote_energy_vad_rss_mb'])} MB = "
-                     f"{_f(rem['rss_ratio_energy_vad'], 2)})", f"< {TARGETS['remote_rss_ratio']}",
-                     _met(rem["rss_ratio"] < TARGETS["remote_rss_ratio"])))
+        rows.append(
+            (
+                "remote: two replicas behind nginx, end of speech -> final p95 at N=8 / N=1",
+                f"{_f(ratio, 2)}",
+                f"<= {TARGETS['remote_p95_ratio']}",
+                _met(None if ratio is None else ratio <= TARGETS["remote_p95_ratio"]),
+            )
+        )
+        rows.append(
+            (
+                "remote: kernel RSS, remote engine / model loaded locally",
+                f"{_f(rem['remote_rss_mb'])} / {_f(rem['local_rss_mb'])} MB = {_f(rem['rss_ratio'], 2)} "
+                f"(energy VAD, no model in the kernel: {_f(rem['remote_energy_vad_rss_mb'])} MB = "
+                f"{_f(rem['rss_ratio_energy_vad'], 2)})",
+                f"< {TARGETS['remote_rss_ratio']}",
+                _met(rem["rss_ratio"] < TARGETS["remote_rss_ratio"]),
+            )
+        )
     for part, res in results.items():
         if isinstance(res, dict) and "error" in res:
             rows.append((part, res["error"], "", "**failed**"))
@@ -212,44 +298,70 @@ def details(results: dict) -> str:
     r = results.get("recognition")
     if r and "error" not in r:
         out.append(f"### Recognition ({r['device_name']}), {r['audio_s']:.1f} s of scripted speech fed in real time\n")
-        keys = ["first_partial_ms", "partial_model_ms", "first_partial_beyond_ms", "vad_start_detect_ms",
-                "partial_overhead_ms", "final_ms", "final_beyond_silence_ms", "final_model_ms",
-                "final_excess_ms", "vad_end_detect_ms", "final_overhead_ms"]
+        keys = [
+            "first_partial_ms",
+            "partial_model_ms",
+            "first_partial_beyond_ms",
+            "vad_start_detect_ms",
+            "partial_overhead_ms",
+            "final_ms",
+            "final_beyond_silence_ms",
+            "final_model_ms",
+            "final_excess_ms",
+            "vad_end_detect_ms",
+            "final_overhead_ms",
+        ]
         out.append("| model | figure (ms) | p50 | p95 | max | n |\n|---|---|---|---|---|---|")
         for m in r["models"]:
             for k in keys:
                 s = m[k]
-                out.append(f"| {m['model']} | {k.removesuffix('_ms')} | {_f(s['p50'])} | {_f(s['p95'])} | "
-                           f"{_f(s['max'])} | {s['n']} |")
+                out.append(
+                    f"| {m['model']} | {k.removesuffix('_ms')} | {_f(s['p50'])} | {_f(s['p95'])} | "
+                    f"{_f(s['max'])} | {s['n']} |"
+                )
         out.append("")
         for m in r["models"]:
-            out.append(f"- {m['model']}: {m['utterances']} utterances -> {m['segments']} segments; "
-                       f"{_f(m['partials_per_speech_s'], 2)} partial updates per second of speech; "
-                       f"process CPU {_f(m['cpu_s'], 1)} s for {_f(m['audio_s'], 1)} s of audio "
-                       f"({_f(m['cpu_s'] / m['audio_s'], 3)} s/s)")
+            out.append(
+                f"- {m['model']}: {m['utterances']} utterances -> {m['segments']} segments; "
+                f"{_f(m['partials_per_speech_s'], 2)} partial updates per second of speech; "
+                f"process CPU {_f(m['cpu_s'], 1)} s for {_f(m['audio_s'], 1)} s of audio "
+                f"({_f(m['cpu_s'] / m['audio_s'], 3)} s/s)"
+            )
         out.append("\nPer utterance (ms; onset/end in the recording):\n")
-        out.append("| model | onset | end | first partial | its model time | VAD start detect | final | its model time | VAD end detect |\n"
-                   "|---|---|---|---|---|---|---|---|---|")
+        out.append(
+            "| model | onset | end | first partial | its model time | VAD start detect | final | its model time | VAD end detect |\n"
+            "|---|---|---|---|---|---|---|---|---|"
+        )
         for m in r["models"]:
             for row in m["rows"]:
                 g = row.get
-                out.append(f"| {m['model']} | {row['onset_ms']} | {row['end_ms']} | {_f(g('first_partial_ms'))} | "
-                           f"{_f(g('partial_model_ms'))} | {_f(g('vad_start_detect_ms'))} | {_f(g('final_ms'))} | "
-                           f"{_f(g('final_model_ms'))} | {_f(g('vad_end_detect_ms'))} |")
+                out.append(
+                    f"| {m['model']} | {row['onset_ms']} | {row['end_ms']} | {_f(g('first_partial_ms'))} | "
+                    f"{_f(g('partial_model_ms'))} | {_f(g('vad_start_detect_ms'))} | {_f(g('final_ms'))} | "
+                    f"{_f(g('final_model_ms'))} | {_f(g('vad_end_detect_ms'))} |"
+                )
         out.append("")
     tp = results.get("throughput")
     if tp and "error" not in tp:
-        out.append(f"### Throughput ({tp['device_name']}), {tp['audio_s']:.1f} s recording, {tp['reps']} alternating runs each, "
-                   "each path in its own process\n")
-        out.append("| model | params | run | ours CPU s | ours wall s | funasr CPU s | funasr wall s |\n|---|---|---|---|---|---|---|")
+        out.append(
+            f"### Throughput ({tp['device_name']}), {tp['audio_s']:.1f} s recording, {tp['reps']} alternating runs each, "
+            "each path in its own process\n"
+        )
+        out.append(
+            "| model | params | run | ours CPU s | ours wall s | funasr CPU s | funasr wall s |\n|---|---|---|---|---|---|---|"
+        )
         for m in tp["models"]:
-            for i, (a, b) in enumerate(zip(m["runs"]["ours"], m["runs"]["funasr"])):
-                out.append(f"| {m['model']} | {m['params'] / 1e6:.1f}M | {i + 1} | {_f(a['cpu_s'], 2)} | "
-                           f"{_f(a['wall_s'], 2)} | {_f(b['cpu_s'], 2)} | {_f(b['wall_s'], 2)} |")
+            for i, (a, b) in enumerate(zip(m["runs"]["ours"], m["runs"]["funasr"], strict=False)):
+                out.append(
+                    f"| {m['model']} | {m['params'] / 1e6:.1f}M | {i + 1} | {_f(a['cpu_s'], 2)} | "
+                    f"{_f(a['wall_s'], 2)} | {_f(b['cpu_s'], 2)} | {_f(b['wall_s'], 2)} |"
+                )
         out.append("")
         for m in tp["models"]:
-            out.append(f"- {m['model']}: {m['segments']} segments (funasr's VAD: {m['segments_funasr']}), "
-                       f"same boundaries: {_f(m['same_segments'])}")
+            out.append(
+                f"- {m['model']}: {m['segments']} segments (funasr's VAD: {m['segments_funasr']}), "
+                f"same boundaries: {_f(m['same_segments'])}"
+            )
         out.append("")
     rt = results.get("rtf")
     if rt and "error" not in rt:
@@ -259,18 +371,24 @@ def details(results: dict) -> str:
             items = [m["stream"]] if m["streaming"] else m["segments"]
             for s in items:
                 label = f"{s['audio_s']} s" + (" stream, 600 ms steps" if m["streaming"] else " segment")
-                out.append(f"| {m['model']} | {label} | {_f(s['wall_s'], 3)} | {_f(s['cpu_s'], 3)} | {_f(s['rtf'], 3)} |")
+                out.append(
+                    f"| {m['model']} | {label} | {_f(s['wall_s'], 3)} | {_f(s['cpu_s'], 3)} | {_f(s['rtf'], 3)} |"
+                )
         if "vad" in rt:
             v = rt["vad"]
             for label in ("live_100ms", "file"):
-                out.append(f"| fsmn-vad | {v['audio_s']} s, {label} | {_f(v[label]['wall_s'], 3)} | "
-                           f"{_f(v[label]['cpu_s'], 3)} | {_f(v[label]['rtf'], 4)} |")
+                out.append(
+                    f"| fsmn-vad | {v['audio_s']} s, {label} | {_f(v[label]['wall_s'], 3)} | "
+                    f"{_f(v[label]['cpu_s'], 3)} | {_f(v[label]['rtf'], 4)} |"
+                )
         out.append("")
     mem = results.get("memory")
     if mem and "error" not in mem:
         out.append(f"### Memory ({mem['model']}, {mem['minutes']:.0f} simulated minutes)\n")
-        out.append(f"RSS before the widget {_f(mem['rss_before_widget_mb'])} MB; the session kept "
-                   f"{_f(mem['recording_kept_s'] / 60, 1)} min of audio (on disk); wall {_f(mem['wall_s'])} s.\n")
+        out.append(
+            f"RSS before the widget {_f(mem['rss_before_widget_mb'])} MB; the session kept "
+            f"{_f(mem['recording_kept_s'] / 60, 1)} min of audio (on disk); wall {_f(mem['wall_s'])} s.\n"
+        )
         out.append("| audio (min) | RSS (MB) | segments | wall (s) |\n|---|---|---|---|")
         for x in mem["readings"]:
             out.append(f"| {x['audio_min']:.0f} | {x['rss_mb']:.1f} | {x['segments']} | {x['wall_s']:.0f} |")
@@ -280,36 +398,49 @@ def details(results: dict) -> str:
     if rem and "error" not in rem:
         from .remote import table as remote_table
 
-        out.append(f"### Remote engine (funasr-server, {rem['cores']} cores, {rem['threads_per_replica']} "
-                   f"thread(s) per replica, {rem['sentences']} sentences per notebook)\n")
+        out.append(
+            f"### Remote engine (funasr-server, {rem['cores']} cores, {rem['threads_per_replica']} "
+            f"thread(s) per replica, {rem['sentences']} sentences per notebook)\n"
+        )
         out.append(remote_table(rem) + "\n")
     t = results.get("transport")
     if t and "error" not in t:
         lat = t["latency_ms"]
         out.append(f"### Transport ({t['browser']})\n")
-        out.append(f"{t['seconds']:.0f} s recorded through the Record button (wall {t['wall_s']:.1f} s): "
-                   f"{t['received_s']:.2f} s of audio in {t['chunks']} chunks (expected {t['expected_chunks']}); "
-                   f"gaps {t['gaps']}, lost {t['lost']}, rejected {t['rejected']}, reordered {t['reordered']}, "
-                   f"dropped {t['dropped_seconds']} s. Capture -> on_msg latency over {lat['n']} chunks: "
-                   f"min {lat['min']:.1f}, p50 {lat['p50']:.1f}, p95 {lat['p95']:.1f}, p99 {lat['p99']:.1f}, "
-                   f"max {lat['max']:.1f} ms.\n")
+        out.append(
+            f"{t['seconds']:.0f} s recorded through the Record button (wall {t['wall_s']:.1f} s): "
+            f"{t['received_s']:.2f} s of audio in {t['chunks']} chunks (expected {t['expected_chunks']}); "
+            f"gaps {t['gaps']}, lost {t['lost']}, rejected {t['rejected']}, reordered {t['reordered']}, "
+            f"dropped {t['dropped_seconds']} s. Capture -> on_msg latency over {lat['n']} chunks: "
+            f"min {lat['min']:.1f}, p50 {lat['p50']:.1f}, p95 {lat['p95']:.1f}, p99 {lat['p99']:.1f}, "
+            f"max {lat['max']:.1f} ms.\n"
+        )
     return "\n".join(out)
 
 
 def report(results: dict, info: dict, command: str, model_infos: dict, notes: str) -> str:
     took = sum(r.get("took_s", 0) for r in results.values() if isinstance(r, dict))
     lines = [
-        "# Benchmark results", "",
-        f"- date: {info['date']}", f"- command: `{command}` ({took / 60:.1f} min)",
+        "# Benchmark results",
+        "",
+        f"- date: {info['date']}",
+        f"- command: `{command}` ({took / 60:.1f} min)",
         f"- machine: {info['device_name']}, {info['memory_gb']} GB RAM, {info['os']}; device {info['device']}",
-        f"- software: Python {info['python']}, " + ", ".join(
-            f"{k} {info[k]}" for k in ("funasr", "torch", "numpy", "transformers", "jupyterlab", "playwright") if k in info),
+        f"- software: Python {info['python']}, "
+        + ", ".join(
+            f"{k} {info[k]}"
+            for k in ("funasr", "torch", "numpy", "transformers", "jupyterlab", "playwright")
+            if k in info
+        ),
         f"- code: {info['commit']}",
         f"- load average at start {', '.join(f'{x:.2f}' for x in info['load_avg_start'])}, at end "
         f"{', '.join(f'{x:.2f}' for x in info['load_avg_end'])} (other work on the machine inflates times)",
-        "", "Models (random weights at the real size unless it says real; compute cost is the real "
-        "model's, text is gibberish):", "",
-        "| model | weights | parameters |", "|---|---|---|",
+        "",
+        "Models (random weights at the real size unless it says real; compute cost is the real "
+        "model's, text is gibberish):",
+        "",
+        "| model | weights | parameters |",
+        "|---|---|---|",
     ]
     for name, m in model_infos.items():
         lines.append(f"| {name} | {m['weights']}{' (tiny)' if m.get('tiny') else ''} | {m['params'] / 1e6:.1f}M |")
@@ -328,34 +459,48 @@ def main(argv=None) -> None:
     parser.add_argument("--models", nargs="+", default=None, help=f"ASR models (default {CPU_MODELS})")
     parser.add_argument("--cache", type=Path, default=bench_models.DEFAULT_CACHE)
     parser.add_argument("--tiny", action="store_true", help="tiny models: checks the code path only")
-    parser.add_argument("--two-pass", action="store_true",
-                        help="recognition also runs each segment model with paraformer-zh-streaming's partials")
-    parser.add_argument("--out", type=Path, default=None, help="default bench/RESULTS.md (cpu) or "
-                        "bench/RESULTS-cuda.md")
-    parser.add_argument("--notes", type=Path, default=REPO / "bench" / "FINDINGS.md",
-                        help="a Markdown file added under the summary (default bench/FINDINGS.md)")
+    parser.add_argument(
+        "--two-pass",
+        action="store_true",
+        help="recognition also runs each segment model with paraformer-zh-streaming's partials",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="default bench/RESULTS.md (cpu) or bench/RESULTS-cuda.md"
+    )
+    parser.add_argument(
+        "--notes",
+        type=Path,
+        default=REPO / "bench" / "FINDINGS.md",
+        help="a Markdown file added under the summary (default bench/FINDINGS.md)",
+    )
     parser.add_argument("--from-json", type=Path, help="rewrite the report from a RESULTS.json, run nothing")
     args = parser.parse_args(argv)
     if args.from_json:
         saved = json.loads(args.from_json.read_text())
         notes = args.notes.read_text() if args.notes and args.notes.is_file() else ""
         out = args.out or args.from_json.with_suffix(".md")
-        out.write_text(report(saved["results"], saved["machine"], saved.get("command", "python -m bench"),
-                              saved["models"], notes))
+        out.write_text(
+            report(saved["results"], saved["machine"], saved.get("command", "python -m bench"), saved["models"], notes)
+        )
         print(table(verdicts(saved["results"])))
         return
     parts = args.parts or (PARTS if args.device == "cpu" else ("recognition", "throughput", "rtf"))
     names = args.models or CPU_MODELS
-    out = args.out or (REPO / "bench" / ("RESULTS.md" if args.device == "cpu" else f"RESULTS-{args.device.split(':')[0]}.md"))
+    out = args.out or (
+        REPO / "bench" / ("RESULTS.md" if args.device == "cpu" else f"RESULTS-{args.device.split(':')[0]}.md")
+    )
     command = " ".join(["python -m bench", *[shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])]])
 
     # Build (or find) the models first, in this process, so the parts only load them.
     from funasr_widget._torch import quiet
 
     with quiet():
-        model_infos = {name: bench_models.ensure(name, args.cache, tiny=args.tiny and name != "fsmn-vad",
-                                                 log=lambda m: print(m, file=sys.stderr))
-                       for name in ["fsmn-vad", *names]}
+        model_infos = {
+            name: bench_models.ensure(
+                name, args.cache, tiny=args.tiny and name != "fsmn-vad", log=lambda m: print(m, file=sys.stderr)
+            )
+            for name in ["fsmn-vad", *names]
+        }
     info = machine(args.device)
     info["date"] = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     results = {}
@@ -373,9 +518,11 @@ def main(argv=None) -> None:
     print("\n" + table(rows))
     notes = args.notes.read_text() if args.notes and args.notes.is_file() else ""
     out.write_text(report(results, info, command, model_infos, notes))
-    (out.with_suffix(".json")).write_text(json.dumps({"machine": info, "command": command,
-                                                      "models": model_infos, "results": results},
-                                                     indent=1, default=float))
+    (out.with_suffix(".json")).write_text(
+        json.dumps(
+            {"machine": info, "command": command, "models": model_infos, "results": results}, indent=1, default=float
+        )
+    )
     print(f"\nwrote {out.relative_to(REPO) if out.is_relative_to(REPO) else out}", file=sys.stderr)
 
 

@@ -34,11 +34,21 @@ def _funasr_model(asr: dict, vad: dict, device: str):
     from funasr_widget._torch import quiet, threads
 
     with quiet():
-        model = AutoModel(model=asr["path"], vad_model=vad["path"],
-                          vad_kwargs={"max_end_silence_time": common.END_SILENCE_MS,
-                                      "max_single_segment_time": 30_000, "ncpu": threads()},
-                          device=device, ncpu=threads(), disable_update=True, disable_pbar=True,
-                          disable_log=True, log_level="ERROR")
+        model = AutoModel(
+            model=asr["path"],
+            vad_model=vad["path"],
+            vad_kwargs={
+                "max_end_silence_time": common.END_SILENCE_MS,
+                "max_single_segment_time": 30_000,
+                "ncpu": threads(),
+            },
+            device=device,
+            ncpu=threads(),
+            disable_update=True,
+            disable_pbar=True,
+            disable_log=True,
+            log_level="ERROR",
+        )
     for m in (model.kwargs, model.vad_kwargs):
         frontend = m.get("frontend")
         if frontend is not None and hasattr(frontend, "dither"):
@@ -82,8 +92,9 @@ def child(args) -> None:
             hook(load_engine(asr["path"], device=args.device).model)
 
         def run():  # funasr's path gives no word times: neither does ours here
-            out = transcribe(s.samples, common.RATE, model=asr["path"], vad="fsmn-vad",
-                             device=args.device, timestamps=False)
+            out = transcribe(
+                s.samples, common.RATE, model=asr["path"], vad="fsmn-vad", device=args.device, timestamps=False
+            )
             return [(seg["start"], seg["end"]) for seg in out]
     else:
         model = _funasr_model(asr, vad, args.device)
@@ -112,11 +123,24 @@ def measure(name: str, info: dict, args, reps: int) -> dict:
     children = {}
     try:
         for label in ("ours", "funasr"):
-            cmd = [sys.executable, "-m", "bench.throughput", "--child", label, "--model", name,
-                   "--device", args.device, "--cache", str(args.cache),
-                   *(["--quick"] if args.quick else []), *(["--tiny"] if args.tiny else [])]
-            children[label] = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[1], text=True,
-                                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            cmd = [
+                sys.executable,
+                "-m",
+                "bench.throughput",
+                "--child",
+                label,
+                "--model",
+                name,
+                "--device",
+                args.device,
+                "--cache",
+                str(args.cache),
+                *(["--quick"] if args.quick else []),
+                *(["--tiny"] if args.tiny else []),
+            ]
+            children[label] = subprocess.Popen(
+                cmd, cwd=Path(__file__).resolve().parents[1], text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            )
         ready = {label: _reply(p) for label, p in children.items()}
         runs = {"ours": [], "funasr": []}
         for _ in range(reps):
@@ -132,11 +156,18 @@ def measure(name: str, info: dict, args, reps: int) -> dict:
     best = {k: {m: min(r[m] for r in v) for m in ("cpu_s", "wall_s")} for k, v in runs.items()}
     mine, theirs = ([tuple(x) for x in ready[k]["segments"]] for k in ("ours", "funasr"))
     return {
-        "model": name, "architecture": architecture(Path(info["path"])), "params": info["params"],
-        "weights": info["weights"], "audio_s": ready["ours"]["audio_s"], "runs": runs, "best": best,
+        "model": name,
+        "architecture": architecture(Path(info["path"])),
+        "params": info["params"],
+        "weights": info["weights"],
+        "audio_s": ready["ours"]["audio_s"],
+        "runs": runs,
+        "best": best,
         "cpu_ratio": best["ours"]["cpu_s"] / best["funasr"]["cpu_s"],
         "wall_ratio": best["ours"]["wall_s"] / best["funasr"]["wall_s"],
-        "segments": len(mine), "same_segments": mine == theirs, "segments_funasr": len(theirs),
+        "segments": len(mine),
+        "same_segments": mine == theirs,
+        "segments_funasr": len(theirs),
     }
 
 
@@ -150,7 +181,7 @@ def _say(reply: dict) -> None:
 def _reply(process) -> dict:
     for line in process.stdout:
         if line.startswith(REPLY):
-            return json.loads(line[len(REPLY):])
+            return json.loads(line[len(REPLY) :])
     raise RuntimeError(f"a throughput child exited with {process.wait(60)}: see its output above")
 
 
@@ -169,9 +200,17 @@ def main(argv=None) -> None:
     for name in args.models:
         print(f"throughput: {name} on {args.device} ...", file=sys.stderr)
         results.append(measure(name, infos[name], args, reps))
-    common.write(args, {"device": args.device, "device_name": common.device_name(args.device),
-                        "audio_s": results[0]["audio_s"] if results else None, "reps": reps,
-                        "processes": "one per path", "models": results})
+    common.write(
+        args,
+        {
+            "device": args.device,
+            "device_name": common.device_name(args.device),
+            "audio_s": results[0]["audio_s"] if results else None,
+            "reps": reps,
+            "processes": "one per path",
+            "models": results,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -27,12 +27,33 @@ def main(argv=None) -> None:
     seconds = args.seconds or (10 if args.quick else 60)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "transport.json"
-        env = dict(os.environ, BENCH_TRANSPORT_OUT=str(out), BENCH_TRANSPORT_SECONDS=str(seconds),
-                   PYTHONPATH=os.pathsep.join(filter(None, [str(REPO / "tests" / "browser"), str(REPO),
-                                                            os.environ.get("PYTHONPATH")])))
-        cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-s", "-p", "conftest", "-p", "no:cacheprovider",
-               "--rootdir", str(REPO), "-o", "python_files=browser_transport.py", "-o", "testpaths=",
-               str(REPO / "bench" / "browser_transport.py")]
+        env = dict(
+            os.environ,
+            BENCH_TRANSPORT_OUT=str(out),
+            BENCH_TRANSPORT_SECONDS=str(seconds),
+            PYTHONPATH=os.pathsep.join(
+                filter(None, [str(REPO / "tests" / "browser"), str(REPO), os.environ.get("PYTHONPATH")])
+            ),
+        )
+        cmd = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-x",
+            "-s",
+            "-p",
+            "conftest",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(REPO),
+            "-o",
+            "python_files=browser_transport.py",
+            "-o",
+            "testpaths=",
+            str(REPO / "bench" / "browser_transport.py"),
+        ]
         proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
         if not out.is_file():
             tail = (proc.stdout + proc.stderr)[-3000:]

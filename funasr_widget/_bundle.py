@@ -16,11 +16,15 @@ def bundle(name: str) -> pathlib.Path:
     path = STATIC / name
     if not path.is_file():
         source = STATIC.parent.parent
-        where = (f"in the source tree ({source})" if (source / "package.json").is_file() and (source / "js").is_dir()
-                 else "in a clone of funasr-widget's source tree")
+        where = (
+            f"in the source tree ({source})"
+            if (source / "package.json").is_file() and (source / "js").is_dir()
+            else "in a clone of funasr-widget's source tree"
+        )
         raise FileNotFoundError(
             f"funasr_widget's front end was not built: {path} is missing.\n"
             f"Build it {where} with `npm ci && npm run build` (needs node and npm; `make` does it too), "
             "or reinstall from a wheel or with `pip install .` from the source tree, "
-            "which runs that build.")
+            "which runs that build."
+        )
     return path

@@ -21,9 +21,10 @@ import re
 import sys
 import threading
 from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 from .models import ModelLoadError
 
@@ -38,8 +39,10 @@ def threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-INSTALL_HINT = ("pip install 'funasr-widget[asr]'  (funasr, torch, kaldi-native-fbank), in the kernel's "
-                "environment (%pip install ... in a cell), then restart the kernel")
+INSTALL_HINT = (
+    "pip install 'funasr-widget[asr]'  (funasr, torch, kaldi-native-fbank), in the kernel's "
+    "environment (%pip install ... in a cell), then restart the kernel"
+)
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -68,8 +71,10 @@ def resolve_device(device: str = "auto") -> str:
                 "Use device='cuda' for the first GPU.",
             )
         return device
-    raise ModelLoadError(f"Device '{device}' is unknown or not available here.",
-                         "Use 'auto', 'cpu', 'cuda', 'cuda:N' or (on Apple silicon) 'mps'.")
+    raise ModelLoadError(
+        f"Device '{device}' is unknown or not available here.",
+        "Use 'auto', 'cpu', 'cuda', 'cuda:N' or (on Apple silicon) 'mps'.",
+    )
 
 
 # --- keeping funasr's prints and logging setup out of the user's notebook -----------
@@ -144,8 +149,7 @@ def check_torch_version(version: str) -> None:
     found = re.match(r"\s*(\d+)\.(\d+)", str(version))
     if found and (int(found[1]), int(found[2])) >= TORCH_FLOOR:
         return
-    which = (f"PyTorch {version} is" if found
-             else f"PyTorch's version ({version!r}) is unreadable, so it may be")
+    which = f"PyTorch {version} is" if found else f"PyTorch's version ({version!r}) is unreadable, so it may be"
     raise ModelLoadError(
         f"{which} too old to load models safely: before 2.6, torch.load (which "
         "funasr uses for model.pt) unpickles any Python object, so a model file could run "
@@ -177,12 +181,14 @@ def auto_model_class():
             from funasr import AutoModel
             from funasr.utils import fbank
     except ImportError as exc:
-        raise ModelLoadError(f"The recognition stack is not installed ({exc}).",
-                             INSTALL_HINT, code="asr-missing") from exc
+        raise ModelLoadError(
+            f"The recognition stack is not installed ({exc}).", INSTALL_HINT, code="asr-missing"
+        ) from exc
     # Without an fbank backend funasr loads models, then fails on every decode.
     if not getattr(fbank, "_HAS_TORCHAUDIO", True) and getattr(fbank, "_knf", True) is None:
-        raise ModelLoadError("funasr has no fbank backend (torchaudio or kaldi-native-fbank).",
-                             "pip install kaldi-native-fbank")
+        raise ModelLoadError(
+            "funasr has no fbank backend (torchaudio or kaldi-native-fbank).", "pip install kaldi-native-fbank"
+        )
     return AutoModel
 
 
@@ -201,9 +207,11 @@ SUB_MODELS = {"vad_model": "vad_kwargs", "punc_model": "punc_kwargs", "spk_model
 # trust_remote_code=True hard-coded (funasr/models/{qwen_audio,glm_asr,
 # moss_transcribe_diarize}/model.py): they run the folder's code whatever is passed.
 RUNS_FOLDER_CODE = {"QwenAudioWarp", "QwenAudioChatWarp", "GLMASR", "MossTranscribeDiarize"}
-OPT_IN_HINT = ("Only if you trust where this folder came from, pass trust_remote_code=True: "
-               "its Python code then runs in this kernel, and funasr pip-installs its "
-               "requirements.txt.")
+OPT_IN_HINT = (
+    "Only if you trust where this folder came from, pass trust_remote_code=True: "
+    "its Python code then runs in this kernel, and funasr pip-installs its "
+    "requirements.txt."
+)
 
 
 def _config_trees(folder: Path) -> list:
@@ -226,8 +234,9 @@ def _config_trees(folder: Path) -> list:
         if (folder / "config.yaml").is_file():
             return [load(folder / "config.yaml")]
     except Exception as exc:
-        raise ModelLoadError(f"Cannot read the model's config in {folder}: {exc}",
-                             "Fetch or copy the model folder again.") from exc
+        raise ModelLoadError(
+            f"Cannot read the model's config in {folder}: {exc}", "Fetch or copy the model folder again."
+        ) from exc
     return []
 
 
@@ -241,15 +250,15 @@ def _distrusted(folder: Path) -> dict:
     overrides: dict = {}
 
     def walk(node: Any, keys: tuple, in_list: bool) -> None:
-        items = node.items() if isinstance(node, dict) else enumerate(node) \
-            if isinstance(node, list) else ()
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
         for key, value in items:
             if key == "trust_remote_code" and keys:
                 if in_list:
                     raise ModelLoadError(
                         f"The config in {folder} switches trust_remote_code on inside a list "
                         f"({'.'.join(map(str, keys))}), which could run the folder's code.",
-                        OPT_IN_HINT)
+                        OPT_IN_HINT,
+                    )
                 target = overrides
                 for k in keys:
                     target = target.setdefault(k, {})
@@ -258,12 +267,17 @@ def _distrusted(folder: Path) -> dict:
 
     for tree in _config_trees(folder):
         walk(tree, (), False)
-        model_class = tables.model_classes.get(tree.get("model")) \
-            if isinstance(tree, dict) and isinstance(tree.get("model"), str) else None
+        model_class = (
+            tables.model_classes.get(tree.get("model"))
+            if isinstance(tree, dict) and isinstance(tree.get("model"), str)
+            else None
+        )
         if getattr(model_class, "__name__", None) in RUNS_FOLDER_CODE:
             raise ModelLoadError(
                 f"{folder} holds a '{tree['model']}' model: funasr loads it through transformers "
-                "with trust_remote_code=True, which runs Python code from the folder.", OPT_IN_HINT)
+                "with trust_remote_code=True, which runs Python code from the folder.",
+                OPT_IN_HINT,
+            )
     return overrides
 
 
@@ -282,8 +296,12 @@ def _opted_in_code(folder: Path) -> str | None:
     current directory), else the folder's model.py."""
     trees = [t for t in _config_trees(folder) if isinstance(t, dict)]
     configured = next((t["remote_code"] for t in trees if t.get("remote_code")), None)
-    if isinstance(configured, str) and not configured.startswith("http") \
-            and not os.path.isabs(configured) and (folder / configured).is_file():
+    if (
+        isinstance(configured, str)
+        and not configured.startswith("http")
+        and not os.path.isabs(configured)
+        and (folder / configured).is_file()
+    ):
         return str((folder / configured).resolve())
     if configured is None and (folder / "model.py").is_file():
         return str((folder / "model.py").resolve())
@@ -320,8 +338,11 @@ def _code_dirs(path: Path, settings: dict) -> set[str]:
     """Folders funasr may have put on sys.path for this load: the model folders, their
     parents, and the folder of the remote code."""
     dirs = [Path(path)]
-    dirs += [Path(settings[k]) for k in SUB_MODELS
-             if isinstance(settings.get(k), (str, os.PathLike)) and Path(settings[k]).is_dir()]
+    dirs += [
+        Path(settings[k])
+        for k in SUB_MODELS
+        if isinstance(settings.get(k), (str, os.PathLike)) and Path(settings[k]).is_dir()
+    ]
     found = {str(p) for d in dirs for p in (d.resolve(), *d.resolve().parents)}
     if isinstance(settings.get("remote_code"), str):
         found.add(os.path.dirname(os.path.abspath(settings["remote_code"])))
@@ -336,8 +357,7 @@ def _forget_paths(before: list[str], code_dirs: set[str]) -> None:
     for entry in sys.path:  # funasr appends: the first copies are the ones from before
         if seen[entry] > 0:
             seen[entry] -= 1
-        elif isinstance(entry, str) and (not os.path.isabs(entry)
-                                         or os.path.abspath(entry) in code_dirs):
+        elif isinstance(entry, str) and (not os.path.isabs(entry) or os.path.abspath(entry) in code_dirs):
             continue
         kept.append(entry)
     if len(kept) != len(sys.path):
@@ -355,8 +375,7 @@ def _load_error(path: Path, exc: BaseException) -> ModelLoadError:
                 f"A model file in {path} is not plain weights: it holds pickled Python "
                 "objects, which would run code in this kernel, so PyTorch refused to load it "
                 f"({detail.strip()}).",
-                "Use model files only from a source you trust; fetch this model again from its "
-                "official hub page.",
+                "Use model files only from a source you trust; fetch this model again from its official hub page.",
             )
         cause = cause.__cause__ or cause.__context__
     from .diagnose import model_failure
@@ -385,8 +404,14 @@ def auto_model(path: Path, device: str, *, trust_remote_code: bool = False, **kw
     try:
         with quiet():
             model = AutoModel(
-                model=str(path), device=device, ncpu=threads(), disable_update=True,
-                disable_pbar=True, disable_log=True, log_level="ERROR", **settings,
+                model=str(path),
+                device=device,
+                ncpu=threads(),
+                disable_update=True,
+                disable_pbar=True,
+                disable_log=True,
+                log_level="ERROR",
+                **settings,
             )
     except Exception as exc:
         raise _load_error(path, exc) from exc

@@ -83,8 +83,9 @@ class Recording:
 
     def _check_open(self) -> None:
         if self._file.closed:
-            raise RuntimeError("this recording was released when its session was closed; "
-                               "save_wav() or copy `audio` before close()")
+            raise RuntimeError(
+                "this recording was released when its session was closed; save_wav() or copy `audio` before close()"
+            )
 
     def append(self, samples: np.ndarray) -> None:
         with self._lock:

@@ -86,8 +86,9 @@ def clean_env(content) -> dict:
     if isinstance(raw_devices, (list, tuple)):
         for d in raw_devices[:MAX_DEVICES]:
             if isinstance(d, dict):
-                devices.append({"id": _str_or_none(d.get("id"), 200) or "",
-                                "label": _str_or_none(d.get("label"), 200) or ""})
+                devices.append(
+                    {"id": _str_or_none(d.get("id"), 200) or "", "label": _str_or_none(d.get("label"), 200) or ""}
+                )
     rate = _number(c.get("context_rate"))
     return {
         "secure_context": flag("secure_context"),
@@ -119,11 +120,13 @@ _PERMISSION_FIX = {
 }
 _PERMISSION_FIX_OTHER = "Allow microphone access for this site in the browser's site settings, then reload the page."
 _OS_FIX = " If the browser already allows it, check the operating system's privacy settings for the microphone."
-_REMOTE_MIC = ("In a virtual machine, pass the host's microphone through (VirtualBox: Devices > Audio > "
-               "Audio Input; VMware: connect the sound card); under WSL the browser runs in Windows, so use "
-               "a Windows browser; over Remote Desktop enable 'Record from this computer' (mstsc: Local "
-               "Resources > Remote audio); a browser on a remote machine (X11/VNC) hears that machine, "
-               "not you.")
+_REMOTE_MIC = (
+    "In a virtual machine, pass the host's microphone through (VirtualBox: Devices > Audio > "
+    "Audio Input; VMware: connect the sound card); under WSL the browser runs in Windows, so use "
+    "a Windows browser; over Remote Desktop enable 'Record from this computer' (mstsc: Local "
+    "Resources > Remote audio); a browser on a remote machine (X11/VNC) hears that machine, "
+    "not you."
+)
 
 
 def _insecure(env: dict) -> tuple[str, str]:
@@ -167,8 +170,7 @@ _TEXTS = {
     ),
     "context-suspended": lambda env: (
         "The browser kept the audio engine suspended.",
-        "Click Record again (browsers only start audio after a click on the page); "
-        "check that the tab is not muted.",
+        "Click Record again (browsers only start audio after a click on the page); check that the tab is not muted.",
     ),
     "silent-input": lambda env: (
         "The microphone sends pure silence.",
@@ -180,7 +182,7 @@ _TEXTS = {
         "(a frame without allow=\"microphone\", or an editor's notebook view such as VS Code's).",
         "Open the notebook in a browser tab of its own: JupyterLab or Jupyter Notebook at "
         "http://localhost:<port> (or https://). A page that embeds Jupyter in an <iframe> must give it "
-        "allow=\"microphone\". In VS Code, use the browser instead of the editor's notebook view.",
+        'allow="microphone". In VS Code, use the browser instead of the editor\'s notebook view.',
     ),
     "os-blocked": lambda env: (
         "The browser allows the microphone for this site, but the operating system withholds it.",
@@ -223,8 +225,9 @@ def capture_error(code: str, env: dict | None = None, detail: str = "") -> dict:
 _KNOB_WORDS = {"energy_threshold_db": "dBFS", "speech_threshold": "speech score"}
 
 
-def threshold_hint(code: str, vad: str, *, heard_db, peak_db, floor_db, current, fix: dict, seconds: float,
-                   count: int = 0) -> dict:
+def threshold_hint(
+    code: str, vad: str, *, heard_db, peak_db, floor_db, current, fix: dict, seconds: float, count: int = 0
+) -> dict:
     """The `error` value for a threshold the voice cannot pass ("threshold-too-high") or a VAD
     that never closes ("vad-never-closes"), with `fix` (knob -> suggested value) for apply_hint()."""
     knob, value = next(iter(fix.items()))
@@ -234,15 +237,23 @@ def threshold_hint(code: str, vad: str, *, heard_db, peak_db, floor_db, current,
             need = f"the energy VAD needs {current:.0f} dBFS"
         else:
             need = f"the {vad} VAD needs a speech score of {current:.2f}"
-        message = (f"The microphone hears speech-level sound (about {heard_db:.0f} dBFS, peaks {peak_db:.0f}, "
-                   f"the room {floor_db:.0f}) for {seconds:.0f} s, but {need}: no segment opened.")
-        hint = (f"Lower the threshold: {knob} = {value:g}. Click 'Apply' or run {call}. "
-                "Or speak closer to the microphone / raise its input volume in the system's sound settings.")
+        message = (
+            f"The microphone hears speech-level sound (about {heard_db:.0f} dBFS, peaks {peak_db:.0f}, "
+            f"the room {floor_db:.0f}) for {seconds:.0f} s, but {need}: no segment opened."
+        )
+        hint = (
+            f"Lower the threshold: {knob} = {value:g}. Click 'Apply' or run {call}. "
+            "Or speak closer to the microphone / raise its input volume in the system's sound settings."
+        )
     else:
-        message = (f"The VAD never closes: {count} segments in a row ran to max_segment_s ({seconds:.0f} s). "
-                   f"It takes the background (about {floor_db:.0f} dBFS: a fan, music, a hum?) for speech.")
-        hint = (f"Raise the threshold: {knob} = {value:g}. Click 'Apply' or run {call}. "
-                "Or reduce the noise, or pick another input device.")
+        message = (
+            f"The VAD never closes: {count} segments in a row ran to max_segment_s ({seconds:.0f} s). "
+            f"It takes the background (about {floor_db:.0f} dBFS: a fan, music, a hum?) for speech."
+        )
+        hint = (
+            f"Raise the threshold: {knob} = {value:g}. Click 'Apply' or run {call}. "
+            "Or reduce the noise, or pick another input device."
+        )
     return {"code": code, "message": _text(message), "hint": _text(hint, 2 * MAX_TEXT), "fix": dict(fix)}
 
 
@@ -264,9 +275,10 @@ FRONTEND_MISSING = (
 def plain_text(status: str = "") -> str:
     """The widget's text/plain output: what a front end that cannot show widgets shows."""
     message, hint = FRONTEND_MISSING
-    return ("Transcriber (funasr-widget): a microphone widget. If you can read this instead of a "
-            "Record button, the front end did not show it.\n" + hint
-            + (f"\nKernel-side status: {status}" if status else ""))
+    return (
+        "Transcriber (funasr-widget): a microphone widget. If you can read this instead of a "
+        "Record button, the front end did not show it.\n" + hint + (f"\nKernel-side status: {status}" if status else "")
+    )
 
 
 # -- model failures ----------------------------------------------------------------------------
@@ -290,37 +302,61 @@ def model_failure(exc: BaseException, path=None, device: str = "") -> tuple[str,
     reason = cuda_failure(exc)
     if reason is not None:
         if "out of memory" in reason.lower():
-            return ("cuda-oom", f"The GPU ran out of memory loading the model{where} ({_text(reason, 160)}).",
-                    "Free GPU memory (funasr_widget.models.release(), other kernels; nvidia-smi shows who uses "
-                    "it), pick a smaller model, or use device='cpu'.")
-        return ("cuda-init-failed", f"CUDA could not start{' on ' + device if device else ''} ({_text(reason, 160)}).",
-                "Check `nvidia-smi` (driver loaded, GPU visible), that torch's CUDA build matches the driver "
-                "(torch.version.cuda), and CUDA_VISIBLE_DEVICES; or use device='cpu'.")
+            return (
+                "cuda-oom",
+                f"The GPU ran out of memory loading the model{where} ({_text(reason, 160)}).",
+                "Free GPU memory (funasr_widget.models.release(), other kernels; nvidia-smi shows who uses "
+                "it), pick a smaller model, or use device='cpu'.",
+            )
+        return (
+            "cuda-init-failed",
+            f"CUDA could not start{' on ' + device if device else ''} ({_text(reason, 160)}).",
+            "Check `nvidia-smi` (driver loaded, GPU visible), that torch's CUDA build matches the driver "
+            "(torch.version.cuda), and CUDA_VISIBLE_DEVICES; or use device='cpu'.",
+        )
     for cause in _causes(exc):
         text = str(cause)
         low = text.lower()
         package = (getattr(cause, "name", None) or "").split(".")[0]
         if isinstance(cause, ModuleNotFoundError) and package in ("funasr", "torch", "torchaudio"):
-            return ("asr-missing", f"{cause.name.split('.')[0]} is not installed in this kernel's environment.",
-                    INSTALL_HINT)
-        if (isinstance(cause, (EOFError, FileNotFoundError)) or
-                any(k in low for k in ("pytorchstreamreader", "unexpected eof", "ran out of input",
-                                       "file might be corrupted", "invalid load key", "central directory",
-                                       "truncated", "failed finding central"))):
-            return ("weights-corrupt", f"The model's weights{where} are missing or truncated ({_text(text, 160)}).",
-                    "The files are incomplete or corrupt (an interrupted download?): delete the folder, then "
-                    "funasr_widget.models.fetch(name) again (or copy the files again), and load_model() again.")
+            return (
+                "asr-missing",
+                f"{cause.name.split('.')[0]} is not installed in this kernel's environment.",
+                INSTALL_HINT,
+            )
+        if isinstance(cause, (EOFError, FileNotFoundError)) or any(
+            k in low
+            for k in (
+                "pytorchstreamreader",
+                "unexpected eof",
+                "ran out of input",
+                "file might be corrupted",
+                "invalid load key",
+                "central directory",
+                "truncated",
+                "failed finding central",
+            )
+        ):
+            return (
+                "weights-corrupt",
+                f"The model's weights{where} are missing or truncated ({_text(text, 160)}).",
+                "The files are incomplete or corrupt (an interrupted download?): delete the folder, then "
+                "funasr_widget.models.fetch(name) again (or copy the files again), and load_model() again.",
+            )
     return None
 
 
 def stalled_load(name: str, seconds: float) -> tuple[str, str]:
-    return (f"Loading {name} has made no progress for {seconds:.0f} s.",
-            "A download may be stuck (network, proxy, a full disk) or the machine is swapping: check the "
-            "network and free memory; interrupt with load_model() of another model, or restart the kernel "
-            "and fetch the model with funasr_widget.models.fetch(name) to see its progress.")
+    return (
+        f"Loading {name} has made no progress for {seconds:.0f} s.",
+        "A download may be stuck (network, proxy, a full disk) or the machine is swapping: check the "
+        "network and free memory; interrupt with load_model() of another model, or restart the kernel "
+        "and fetch the model with funasr_widget.models.fetch(name) to see its progress.",
+    )
 
 
 # -- the microphone self-test ------------------------------------------------------------------
+
 
 def self_test_verdict(peak_db: float | None, rms_db: float | None, seconds: float, env: dict | None = None) -> dict:
     """`self_test` trait value from the levels of a few seconds of recording."""
@@ -337,15 +373,23 @@ def self_test_verdict(peak_db: float | None, rms_db: float | None, seconds: floa
     elif peak < -35:
         code, ok = "quiet", False
         message = "Very quiet: only noise-level input reached the browser."
-        hint = ("Speak during the test; raise the input volume in the system's sound settings; check that "
-                "the right device is chosen.")
+        hint = (
+            "Speak during the test; raise the input volume in the system's sound settings; check that "
+            "the right device is chosen."
+        )
     else:
         code, ok = "ok", True
         message = "The microphone works: sound arrives at a usable level."
         hint = "You heard the recording played back; press Record to dictate."
-    return {"code": code, "ok": ok, "peak_db": round(peak, 1), "rms_db": round(rms, 1),
-            "seconds": round(float(seconds), 2),
-            "message": f"{message} Peak {peak:.1f} dBFS, RMS {rms:.1f} dBFS over {seconds:.1f} s.", "hint": hint}
+    return {
+        "code": code,
+        "ok": ok,
+        "peak_db": round(peak, 1),
+        "rms_db": round(rms, 1),
+        "seconds": round(float(seconds), 2),
+        "message": f"{message} Peak {peak:.1f} dBFS, RMS {rms:.1f} dBFS over {seconds:.1f} s.",
+        "hint": hint,
+    }
 
 
 @dataclass
@@ -380,23 +424,31 @@ class Checklist(list):
         return [c for c in self if c.ok is False]
 
 
-def checklist(env: dict, stats: dict, error: dict, model_state: str, model_info: dict, last_seen: float | None,
-              displayed_at: float | None = None, level_hint: dict | None = None,
-              self_test: dict | None = None) -> Checklist:
+def checklist(
+    env: dict,
+    stats: dict,
+    error: dict,
+    model_state: str,
+    model_info: dict,
+    last_seen: float | None,
+    displayed_at: float | None = None,
+    level_hint: dict | None = None,
+    self_test: dict | None = None,
+) -> Checklist:
     """Everything known about the capture path, first failure first in reading order.
 
     Never raises, whatever the arguments hold: a value of the wrong type counts as
     unknown, and every text is capped.
     """
     try:
-        return _checklist(env, stats, error, model_state, model_info, last_seen, displayed_at, level_hint,
-                          self_test)
+        return _checklist(env, stats, error, model_state, model_info, last_seen, displayed_at, level_hint, self_test)
     except Exception as err:  # noqa: BLE001 - a bug here must not hide the diagnosis's reason
         return Checklist([Check("diagnosis", None, _text(f"could not be built: {type(err).__name__}: {err}"))])
 
 
-def _checklist(env, stats, error, model_state, model_info, last_seen, displayed_at=None, level_hint=None,
-               self_test=None) -> Checklist:
+def _checklist(
+    env, stats, error, model_state, model_info, last_seen, displayed_at=None, level_hint=None, self_test=None
+) -> Checklist:
     seen = isinstance(env, dict) and env != {}  # the front end's env report came
     env = clean_env(env)
     stats = stats if isinstance(stats, dict) else {}
@@ -411,39 +463,66 @@ def _checklist(env, stats, error, model_state, model_info, last_seen, displayed_
     shown = _number(displayed_at)
     shown_s = None if shown is None else time.monotonic() - shown
     silent_front = age is None and not seen and shown_s is not None and shown_s >= FRONTEND_WAIT_S
-    rows.append(Check(
-        "kernel link", seen or age is not None,
-        f"last message from the front end {age:.1f} s ago" if age is not None
-        else "messages from the front end" if seen
-        else (f"displayed {shown_s:.0f} s ago, but the front end never answered. {FRONTEND_MISSING[1]}"
-              if silent_front else "no message from the widget yet: is it displayed in a live page?"),
-    ))
-    rows.append(Check(
-        "secure context", secure if seen else None,
-        f"origin {env['origin'] or '?'}" + ("" if secure or not seen else f": {_insecure(env)[1]}"),
-    ))
+    rows.append(
+        Check(
+            "kernel link",
+            seen or age is not None,
+            f"last message from the front end {age:.1f} s ago"
+            if age is not None
+            else "messages from the front end"
+            if seen
+            else (
+                f"displayed {shown_s:.0f} s ago, but the front end never answered. {FRONTEND_MISSING[1]}"
+                if silent_front
+                else "no message from the widget yet: is it displayed in a live page?"
+            ),
+        )
+    )
+    rows.append(
+        Check(
+            "secure context",
+            secure if seen else None,
+            f"origin {env['origin'] or '?'}" + ("" if secure or not seen else f": {_insecure(env)[1]}"),
+        )
+    )
     if env["policy_allows"] is not None or env["in_frame"]:
-        rows.append(Check(
-            "permissions policy", env["policy_allows"],
-            ("this page may use the microphone" if env["policy_allows"]
-             else "unknown in this browser" if env["policy_allows"] is None
-             else _TEXTS["blocked-by-policy"](env)[0] + " " + _TEXTS["blocked-by-policy"](env)[1])
-            + (" (the notebook is inside a frame)" if env["in_frame"] else ""),
-        ))
-    rows.append(Check(
-        "permission", {"granted": True, "denied": False}.get(permission),
-        permission + (f": {_permission(env)[1]}" if permission == "denied" else ""),
-    ))
-    rows.append(Check(
-        "devices", bool(devices) if seen else None,
-        _text(", ".join(d["label"] or d["id"][:8] or "(unnamed)" for d in devices) or "none seen"),
-    ))
+        rows.append(
+            Check(
+                "permissions policy",
+                env["policy_allows"],
+                (
+                    "this page may use the microphone"
+                    if env["policy_allows"]
+                    else "unknown in this browser"
+                    if env["policy_allows"] is None
+                    else _TEXTS["blocked-by-policy"](env)[0] + " " + _TEXTS["blocked-by-policy"](env)[1]
+                )
+                + (" (the notebook is inside a frame)" if env["in_frame"] else ""),
+            )
+        )
+    rows.append(
+        Check(
+            "permission",
+            {"granted": True, "denied": False}.get(permission),
+            permission + (f": {_permission(env)[1]}" if permission == "denied" else ""),
+        )
+    )
+    rows.append(
+        Check(
+            "devices",
+            bool(devices) if seen else None,
+            _text(", ".join(d["label"] or d["id"][:8] or "(unnamed)" for d in devices) or "none seen"),
+        )
+    )
     rate = env["context_rate"]
     state = env["context_state"]
-    rows.append(Check(
-        "sample rate", None if rate is None else state != "suspended",
-        "not started" if rate is None else f"device {rate} Hz -> 16000 Hz, audio engine {state or '?'}",
-    ))
+    rows.append(
+        Check(
+            "sample rate",
+            None if rate is None else state != "suspended",
+            "not started" if rate is None else f"device {rate} Hz -> 16000 Hz, audio engine {state or '?'}",
+        )
+    )
 
     def count(name) -> float:
         value = _number(stats.get(name))
@@ -454,35 +533,59 @@ def _checklist(env, stats, error, model_state, model_info, last_seen, displayed_
     reasons = ""
     if isinstance(rejected_by, dict) and rejected_by:
         reasons = " (" + ", ".join(f"{_text(k, 40)}: {_text(v, 20)}" for k, v in list(rejected_by.items())[:8]) + ")"
-    rows.append(Check(
-        "audio received", chunks > 0 if chunks or seen else None,
-        _text(f"{chunks} chunks, {count('seconds'):.1f} s, {count('rejected')} rejected{reasons}, "
-              f"{count('lost')} lost in {count('gaps')} gaps, {count('duplicates')} duplicates"
-              + (f", {count('dropped_seconds'):.1f} s over the cap dropped" if count("dropped_seconds") else "")),
-    ))
+    rows.append(
+        Check(
+            "audio received",
+            chunks > 0 if chunks or seen else None,
+            _text(
+                f"{chunks} chunks, {count('seconds'):.1f} s, {count('rejected')} rejected{reasons}, "
+                f"{count('lost')} lost in {count('gaps')} gaps, {count('duplicates')} duplicates"
+                + (f", {count('dropped_seconds'):.1f} s over the cap dropped" if count("dropped_seconds") else "")
+            ),
+        )
+    )
     level = _number(stats.get("level_db"))
-    rows.append(Check(
-        "input level", None if level is None else level > -80,
-        "no audio yet" if level is None else f"last chunk {level:.1f} dBFS",
-    ))
+    rows.append(
+        Check(
+            "input level",
+            None if level is None else level > -80,
+            "no audio yet" if level is None else f"last chunk {level:.1f} dBFS",
+        )
+    )
     if isinstance(level_hint, dict) and level_hint:
-        rows.append(Check("VAD threshold", False,
-                          _text(f"{_text(level_hint.get('message'))} Fix: {_text(level_hint.get('hint'))}",
-                                2 * MAX_TEXT)))
+        rows.append(
+            Check(
+                "VAD threshold",
+                False,
+                _text(f"{_text(level_hint.get('message'))} Fix: {_text(level_hint.get('hint'))}", 2 * MAX_TEXT),
+            )
+        )
     elif level is not None:
         rows.append(Check("VAD threshold", None, "no sign of a threshold above the voice or a VAD that never closes"))
     if isinstance(self_test, dict) and self_test.get("code"):
         rows.append(Check("self-test", bool(self_test.get("ok")), _text(self_test.get("message"))))
     state = model_state if isinstance(model_state, str) else None
     fix = model_info.get("hint") if state == "error" or model_info.get("stalled") else None
-    rows.append(Check(
-        "model", {"ready": True, "error": False}.get(state) if not model_info.get("stalled") else False,
-        _text(f"{_text(model_state, 40)}: " + _text(model_info.get("message") or model_info.get("name") or "")
-              + (f" Fix: {_text(fix)}" if fix else ""), 2 * MAX_TEXT),
-    ))
+    rows.append(
+        Check(
+            "model",
+            {"ready": True, "error": False}.get(state) if not model_info.get("stalled") else False,
+            _text(
+                f"{_text(model_state, 40)}: "
+                + _text(model_info.get("message") or model_info.get("name") or "")
+                + (f" Fix: {_text(fix)}" if fix else ""),
+                2 * MAX_TEXT,
+            ),
+        )
+    )
     if error:
-        rows.append(Check("last error", False,
-                          _text(f"{_text(error.get('message'))} Fix: {_text(error.get('hint'))}", 2 * MAX_TEXT)))
+        rows.append(
+            Check(
+                "last error",
+                False,
+                _text(f"{_text(error.get('message'))} Fix: {_text(error.get('hint'))}", 2 * MAX_TEXT),
+            )
+        )
     return rows
 
 
@@ -490,10 +593,14 @@ def server_check(info) -> Check:
     """The row for a remote ASR server (asr/remote.py's probe(); it never holds the token)."""
     info = info if isinstance(info, dict) else {}
     rtt = _number(info.get("rtt_ms"))
-    said = [f"{_text(info.get('url'), 200)}",
-            {True: "reachable", False: "unreachable"}.get(info.get("reachable"), "reachability unknown"),
-            {True: "token accepted" if info.get("token") else "no token needed",
-             False: "token refused" if info.get("token") else "a token is needed"}.get(info.get("authenticated"), "")]
+    said = [
+        f"{_text(info.get('url'), 200)}",
+        {True: "reachable", False: "unreachable"}.get(info.get("reachable"), "reachability unknown"),
+        {
+            True: "token accepted" if info.get("token") else "no token needed",
+            False: "token refused" if info.get("token") else "a token is needed",
+        }.get(info.get("authenticated"), ""),
+    ]
     said.append(f"round trip {rtt:.0f} ms" if rtt is not None else "")
     ok = info.get("reachable") and info.get("authenticated") and info.get("model")
     detail = ", ".join(p for p in said if p) + (f": {_text(info.get('message'))}" if info.get("message") else "")

@@ -4,8 +4,8 @@ traits. One small value class per kind, so a listener matches on the type."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Union
 
 
 @dataclass(frozen=True)
@@ -56,5 +56,5 @@ class Problem:
         return {"code": self.code, "message": self.message, "hint": self.hint}
 
 
-Event = Union[ModelState, Partial, Final, Lag, Backlog, VadChanged, Problem]
+Event = ModelState | Partial | Final | Lag | Backlog | VadChanged | Problem
 Emit = Callable[[Event], None]

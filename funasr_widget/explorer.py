@@ -45,8 +45,10 @@ def _load(source, sample_rate) -> np.ndarray:
         samples, rate = source, sample_rate
     x = resample(samples, rate)  # also rejects NaN, odd shapes and dtypes
     if not len(x):
-        raise ValueError("VadExplorer got no audio" + (": record or feed some into the Transcriber first"
-                                                       if isinstance(source, Transcriber) else ""))
+        raise ValueError(
+            "VadExplorer got no audio"
+            + (": record or feed some into the Transcriber first" if isinstance(source, Transcriber) else "")
+        )
     return x
 
 
@@ -88,8 +90,14 @@ class VadExplorer(anywidget.AnyWidget):
             compare_vad, compare_params = check_name(compare), params
         samples = _load(source, sample_rate)
         duration = len(samples) / SAMPLE_RATE
-        super().__init__(vad=vad, params=params, compare_vad=compare_vad, compare_params=compare_params,
-                         duration=duration, view={"start": 0.0, "end": duration})
+        super().__init__(
+            vad=vad,
+            params=params,
+            compare_vad=compare_vad,
+            compare_params=compare_params,
+            duration=duration,
+            view={"start": 0.0, "end": duration},
+        )
         self._samples = samples
         self._energy = energy_curve(samples, ENERGY_FRAME_MS)
         self._segmenters: dict[str, Segmenter] = {}
@@ -217,8 +225,14 @@ class VadExplorer(anywidget.AnyWidget):
                     self.segment()
                 except Exception as err:  # shown in the widget; the notebook is not listening
                     self.status = f"Could not apply that: {err}"
-            self.send({"type": "segmented", "seq": request.get("seq"), "view_id": request.get("view_id"),
-                       "ms": round(self._last_ms, 1)})
+            self.send(
+                {
+                    "type": "segmented",
+                    "seq": request.get("seq"),
+                    "view_id": request.get("view_id"),
+                    "ms": round(self._last_ms, 1),
+                }
+            )
 
     def _window(self, start: float, end: float) -> dict:
         span = min(max(float(end) - float(start), MIN_VIEW_S), self.duration)
@@ -230,15 +244,25 @@ class VadExplorer(anywidget.AnyWidget):
         frames there (max-pooled to at most `bins`), as one float32 buffer."""
         window = window or self.view
         start, end = window["start"], window["end"]
-        mins, maxs = envelope(self._samples[int(start * SAMPLE_RATE):int(end * SAMPLE_RATE)], self._bins)
+        mins, maxs = envelope(self._samples[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)], self._bins)
         frame_s = ENERGY_FRAME_MS / 1000
         first, last = int(start / frame_s), min(math.ceil(end / frame_s), len(self._energy))
         pool = max(math.ceil((last - first) / self._bins), 1)
         db = self._energy[first:last]
         db = np.pad(db, (0, -len(db) % pool), constant_values=-120.0).reshape(-1, pool).max(axis=1)
-        self.send({"type": "envelope", "tag": tag, "start": start, "end": end, "bins": len(mins),
-                   "db_start": first * frame_s, "db_step": frame_s * pool, "db_count": len(db)},
-                  buffers=[np.concatenate([mins, maxs, db]).astype(np.float32).tobytes()])
+        self.send(
+            {
+                "type": "envelope",
+                "tag": tag,
+                "start": start,
+                "end": end,
+                "bins": len(mins),
+                "db_start": first * frame_s,
+                "db_step": frame_s * pool,
+                "db_count": len(db),
+            },
+            buffers=[np.concatenate([mins, maxs, db]).astype(np.float32).tobytes()],
+        )
 
     def _play(self, index, compare: bool) -> None:
         regions = self.compare_regions if compare else self.regions
@@ -249,9 +273,11 @@ class VadExplorer(anywidget.AnyWidget):
         # A region is at most max_segment_s long; the cap keeps a stale index from sending more.
         longest = (self.compare_params if compare else self.params)["max_segment_s"]
         begin = int(region["start"] * SAMPLE_RATE)
-        clip = self._samples[begin:begin + int(min(region["duration"], longest) * SAMPLE_RATE)]
-        self.send({"type": "audio", "index": index, "compare": compare, "sample_rate": SAMPLE_RATE,
-                   "start": region["start"]}, buffers=[clip.astype(np.float32).tobytes()])
+        clip = self._samples[begin : begin + int(min(region["duration"], longest) * SAMPLE_RATE)]
+        self.send(
+            {"type": "audio", "index": index, "compare": compare, "sample_rate": SAMPLE_RATE, "start": region["start"]},
+            buffers=[clip.astype(np.float32).tobytes()],
+        )
 
     # -- Python API ----------------------------------------------------------------------------
 
@@ -263,8 +289,10 @@ class VadExplorer(anywidget.AnyWidget):
                 setattr(transcriber, name, value)
         knobs = ", ".join(f"{k}={v}" for k, v in self.params.items())
         if transcriber.vad and transcriber.vad != self.vad:
-            return (f"Warning: set {knobs}, but the transcriber runs the {transcriber.vad} VAD and these "
-                    f"values were tuned with {self.vad}: explore with vad={transcriber.vad!r} to check them.")
+            return (
+                f"Warning: set {knobs}, but the transcriber runs the {transcriber.vad} VAD and these "
+                f"values were tuned with {self.vad}: explore with vad={transcriber.vad!r} to check them."
+            )
         return f"Set {knobs} on the transcriber ({transcriber.vad or self.vad} VAD)."
 
     def regions_dataframe(self, compare: bool = False):

@@ -122,8 +122,16 @@ class LevelWatch:
             current = self.params.get("speech_threshold")
             current = float(current) if current is not None else (0.5 if self.vad == "silero" else 0.6)
             fix = {"speech_threshold": round(max(0.05, min(current / 2, current - 0.2)), 2)}
-        return threshold_hint("threshold-too-high", self.vad, heard_db=heard, peak_db=peak, floor_db=floor,
-                              current=current, fix=fix, seconds=len(self._loud) * CHUNK_S)
+        return threshold_hint(
+            "threshold-too-high",
+            self.vad,
+            heard_db=heard,
+            peak_db=peak,
+            floor_db=floor,
+            current=current,
+            fix=fix,
+            seconds=len(self._loud) * CHUNK_S,
+        )
 
     def _never_closes(self) -> dict:
         from .diagnose import threshold_hint
@@ -137,8 +145,17 @@ class LevelWatch:
             current = self.params.get("speech_threshold")
             current = float(current) if current is not None else (0.5 if self.vad == "silero" else 0.6)
             fix = {"speech_threshold": round(min(0.95, current + (1.0 - current) / 2), 2)}
-        return threshold_hint("vad-never-closes", self.vad, heard_db=None, peak_db=None, floor_db=floor,
-                              current=current, fix=fix, seconds=limit, count=self._long_run)
+        return threshold_hint(
+            "vad-never-closes",
+            self.vad,
+            heard_db=None,
+            peak_db=None,
+            floor_db=floor,
+            current=current,
+            fix=fix,
+            seconds=limit,
+            count=self._long_run,
+        )
 
 
 __all__ = ["LevelWatch"]

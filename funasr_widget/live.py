@@ -12,7 +12,7 @@ from __future__ import annotations
 import collections
 import os
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -39,9 +39,18 @@ class RecognitionError(RuntimeError):
 
 
 class LiveSession:
-    def __init__(self, model: str | None = "auto", vad: str = "fsmn-vad", device: str = "auto", *,
-                 max_seconds: float = 3600.0, partials: bool = True, vad_params: dict | None = None,
-                 listener: Listener | None = None, **options):
+    def __init__(
+        self,
+        model: str | None = "auto",
+        vad: str = "fsmn-vad",
+        device: str = "auto",
+        *,
+        max_seconds: float = 3600.0,
+        partials: bool = True,
+        vad_params: dict | None = None,
+        listener: Listener | None = None,
+        **options,
+    ):
         """`listener` gets every event, from the first (subscribed before any thread starts)."""
         self.check(model, vad, device, max_seconds, vad_params or {}, options)
         self.segments: list[dict] = []
@@ -52,8 +61,9 @@ class LiveSession:
         self._listener = listener
         self._callbacks: list[Callable[[dict], None]] = []
         self._closed = False
-        self.recognizer = Recognizer(model, vad, device, vad_params or {}, self._on_event,
-                                     partials=partials, on_close=self._release, **options)
+        self.recognizer = Recognizer(
+            model, vad, device, vad_params or {}, self._on_event, partials=partials, on_close=self._release, **options
+        )
         self.vad_name = self.recognizer.vad_name
         self.audio = AudioSession(max_seconds, sink=self.recognizer.push)
 
@@ -94,9 +104,12 @@ class LiveSession:
             fn(arg)
         except Exception as err:
             segment = f" on segment {arg.get('id')}" if isinstance(arg, dict) else ""
-            problem = Problem("callback-failed", f"{what} raised {type(err).__name__}: {err}{segment}.",
-                              "Recognition goes on and the transcript is complete; fix the callback or "
-                              "observer (it runs on the recognition thread).")
+            problem = Problem(
+                "callback-failed",
+                f"{what} raised {type(err).__name__}: {err}{segment}.",
+                "Recognition goes on and the transcript is complete; fix the callback or "
+                "observer (it runs on the recognition thread).",
+            )
             if isinstance(arg, Problem) and arg.code == "callback-failed":
                 return  # a listener failing on the report of a failure: stop here
             self._on_event(problem)
@@ -127,8 +140,12 @@ class LiveSession:
         from .asr import remote
 
         model, _device, options = requested
-        return remote.probe(options["server"], remote.DEFAULT_MODEL if model == "auto" else str(model),
-                            api_key=options.get("api_key"), ca_bundle=options.get("ca_bundle"))
+        return remote.probe(
+            options["server"],
+            remote.DEFAULT_MODEL if model == "auto" else str(model),
+            api_key=options.get("api_key"),
+            ca_bundle=options.get("ca_bundle"),
+        )
 
     def _check_open(self) -> None:
         if self._closed:
@@ -150,17 +167,29 @@ class LiveSession:
         the current transcript) if that fails or no model is ready."""
         self.wait()
         if self.model_state != "ready" or self.recognizer.model_spec is None:
-            raise ModelLoadError(f"No model is ready (model state: {self.model_state}).",
-                                 "Load one with load_model(name), wait() for it, then retranscribe().")
+            raise ModelLoadError(
+                f"No model is ready (model state: {self.model_state}).",
+                "Load one with load_model(name), wait() for it, then retranscribe().",
+            )
         name, device, options = self.recognizer.model_spec
-        return transcribe(self.audio.recording.samples, SAMPLE_RATE, model=name, vad=self.vad_name,
-                          device=device, **self.recognizer.vad_params, **options)
+        return transcribe(
+            self.audio.recording.samples,
+            SAMPLE_RATE,
+            model=name,
+            vad=self.vad_name,
+            device=device,
+            **self.recognizer.vad_params,
+            **options,
+        )
 
     def raise_if_failed(self) -> None:
         """For offline use: a model that did not load, or any background failure, raises."""
         if self.model_state == "error":
-            raise ModelLoadError(self.model_info.get("message", "The model failed to load."),
-                                 self.model_info.get("hint", ""), code=self.model_info.get("code", "model-failed"))
+            raise ModelLoadError(
+                self.model_info.get("message", "The model failed to load."),
+                self.model_info.get("hint", ""),
+                code=self.model_info.get("code", "model-failed"),
+            )
         if self.problems:
             first = self.problems[0]
             more = f" (and {len(self.problems) - 1} more problems)" if len(self.problems) > 1 else ""
@@ -195,8 +224,14 @@ def split_options(options: dict) -> tuple[dict, dict]:
     return check_params(**vad_params), check_options(options)
 
 
-def transcribe(source, sample_rate: int | None = None, model: str | None = "auto",
-               vad: str = "fsmn-vad", device: str = "auto", **options) -> list[dict]:
+def transcribe(
+    source,
+    sample_rate: int | None = None,
+    model: str | None = "auto",
+    vad: str = "fsmn-vad",
+    device: str = "auto",
+    **options,
+) -> list[dict]:
     """Transcribe a file or an array offline; gives the segments live streaming gives.
 
     The audio goes through the same pipeline as the microphone, which cuts it into the
@@ -215,8 +250,15 @@ def transcribe(source, sample_rate: int | None = None, model: str | None = "auto
         samples, rate = as_mono_float32(source), sample_rate
     if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or rate <= 0:
         raise ValueError(f"sample_rate must be a positive whole number of Hz, got {rate!r}")
-    session = LiveSession(model, vad, device, max_seconds=len(samples) / rate + 1.0, partials=False,
-                          vad_params=vad_params, **model_options)
+    session = LiveSession(
+        model,
+        vad,
+        device,
+        max_seconds=len(samples) / rate + 1.0,
+        partials=False,
+        vad_params=vad_params,
+        **model_options,
+    )
     session.recognizer.pipeline.offline = True  # decoded as funasr's batch path does (pipeline.py)
     try:
         session.feed(samples, int(rate), final=True)

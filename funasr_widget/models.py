@@ -18,11 +18,11 @@ import socket
 import threading
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
-Progress = Callable[[Optional[float], str], None]
+Progress = Callable[[float | None, str], None]
 """``progress(fraction or None, message)``: fraction in 0..1 when known."""
 
 
@@ -52,19 +52,22 @@ REGISTRY = {
     for spec in (
         ModelSpec("fun-asr-nano", "FunAudioLLM/Fun-ASR-Nano-2512", "asr"),
         ModelSpec("sensevoice-small", "iic/SenseVoiceSmall", "asr"),
-        ModelSpec("paraformer-zh",
-                  "iic/speech_seaco_paraformer_large_asr_nat-zh-cn-16k-common-vocab8404-pytorch",
-                  "asr"),
-        ModelSpec("paraformer-zh-streaming",
-                  "iic/speech_paraformer-large_asr_nat-zh-cn-16k-common-vocab8404-online", "asr",
-                  streaming=True),
+        ModelSpec(
+            "paraformer-zh", "iic/speech_seaco_paraformer_large_asr_nat-zh-cn-16k-common-vocab8404-pytorch", "asr"
+        ),
+        ModelSpec(
+            "paraformer-zh-streaming",
+            "iic/speech_paraformer-large_asr_nat-zh-cn-16k-common-vocab8404-online",
+            "asr",
+            streaming=True,
+        ),
         ModelSpec("fsmn-vad", "iic/speech_fsmn_vad_zh-cn-16k-common-pytorch", "vad"),
         ModelSpec("ct-punc", "iic/punc_ct-transformer_cn-en-common-vocab471067-large", "punc"),
     )
 }
 _BY_HUB_ID = {spec.hub_id: spec for spec in REGISTRY.values()}
 
-_models_dir: Optional[Path] = None
+_models_dir: Path | None = None
 
 
 def models_dir() -> Path:
@@ -85,7 +88,7 @@ def set_models_dir(path: str | os.PathLike | None) -> None:
     _models_dir = None if path is None else Path(path).expanduser().resolve()
 
 
-def spec(name: str) -> Optional[ModelSpec]:
+def spec(name: str) -> ModelSpec | None:
     """The registry entry for a short name or hub id, or None."""
     return REGISTRY.get(name) or _BY_HUB_ID.get(name)
 
@@ -96,8 +99,10 @@ def _complete(folder: Path) -> bool:
 
 
 def _fill_by_hand(s: ModelSpec, folder: Path) -> str:
-    return (f"Download {s.hub_id} on a machine with network access "
-            f"(https://modelscope.cn/models/{s.hub_id}) and copy its files into {folder}")
+    return (
+        f"Download {s.hub_id} on a machine with network access "
+        f"(https://modelscope.cn/models/{s.hub_id}) and copy its files into {folder}"
+    )
 
 
 def resolve(name: str) -> Path:
@@ -109,18 +114,19 @@ def resolve(name: str) -> Path:
     if s:
         raise ModelLoadError(
             f"Model '{s.name}' is not in {folder}.",
-            f"Run funasr_widget.models.fetch('{s.name}') to download it, or "
-            + _fill_by_hand(s, folder) + ".", code="model-missing",
+            f"Run funasr_widget.models.fetch('{s.name}') to download it, or " + _fill_by_hand(s, folder) + ".",
+            code="model-missing",
         )
     if folder.is_dir():
         raise ModelLoadError(
-            f"{folder} is not a complete model folder: it needs config.yaml (or "
-            "configuration.json) and model.pt.",
-            "The download may have been interrupted: fetch or copy the model again.", code="weights-missing",
+            f"{folder} is not a complete model folder: it needs config.yaml (or configuration.json) and model.pt.",
+            "The download may have been interrupted: fetch or copy the model again.",
+            code="weights-missing",
         )
     raise ModelLoadError(
         f"Unknown model '{name}': not a model name and no such folder.",
-        f"Use one of {', '.join(REGISTRY)}, or the path of a local model folder.", code="model-missing",
+        f"Use one of {', '.join(REGISTRY)}, or the path of a local model folder.",
+        code="model-missing",
     )
 
 
@@ -128,8 +134,14 @@ def available() -> list[dict]:
     """One dict per registered model: name, hub_id, kind, streaming, present, path."""
     root = models_dir()
     return [
-        {"name": s.name, "hub_id": s.hub_id, "kind": s.kind, "streaming": s.streaming,
-         "present": _complete(root / s.name), "path": str(root / s.name)}
+        {
+            "name": s.name,
+            "hub_id": s.hub_id,
+            "kind": s.kind,
+            "streaming": s.streaming,
+            "present": _complete(root / s.name),
+            "path": str(root / s.name),
+        }
         for s in REGISTRY.values()
     ]
 
@@ -232,9 +244,9 @@ def fetch(name: str, progress: Progress | None = None) -> Path:
     if not reachable():
         host, port = hub_host()
         raise ModelLoadError(
-            f"Model '{s.name}' is not in {folder}, and {host}:{port} cannot be reached "
-            "to download it.",
-            _fill_by_hand(s, folder) + ".", code="model-missing",
+            f"Model '{s.name}' is not in {folder}, and {host}:{port} cannot be reached to download it.",
+            _fill_by_hand(s, folder) + ".",
+            code="model-missing",
         )
     report = progress or (lambda fraction, message: None)
     partial = folder.with_name(folder.name + ".partial")  # never looks complete half-way
@@ -242,11 +254,17 @@ def fetch(name: str, progress: Progress | None = None) -> Path:
     try:
         _download(s.hub_id, partial, report)
     except Exception as exc:
-        raise ModelLoadError(f"Downloading {s.hub_id} failed: {exc}",
-                             "Try again, or " + _fill_by_hand(s, folder) + ".", code="download-failed") from exc
+        raise ModelLoadError(
+            f"Downloading {s.hub_id} failed: {exc}",
+            "Try again, or " + _fill_by_hand(s, folder) + ".",
+            code="download-failed",
+        ) from exc
     if not _complete(partial):
-        raise ModelLoadError(f"The download of {s.hub_id} has no config.yaml/model.pt.",
-                             _fill_by_hand(s, folder) + ".", code="weights-missing")
+        raise ModelLoadError(
+            f"The download of {s.hub_id} has no config.yaml/model.pt.",
+            _fill_by_hand(s, folder) + ".",
+            code="weights-missing",
+        )
     shutil.rmtree(folder, ignore_errors=True)
     partial.rename(folder)
     report(1.0, f"downloaded {s.name}")

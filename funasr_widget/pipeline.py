@@ -29,8 +29,8 @@ import queue
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -72,8 +72,15 @@ class Pipeline:
     Partial, Final, Lag and Problem. `make_vad` is called on the worker (a VAD model can
     take seconds to load), again after a VAD failure; `on_close` runs there last."""
 
-    def __init__(self, make_vad: Callable[[], object], emit: Emit, *, partials: bool = True,
-                 partial_interval_s: float = 0.5, on_close: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        make_vad: Callable[[], object],
+        emit: Emit,
+        *,
+        partials: bool = True,
+        partial_interval_s: float = 0.5,
+        on_close: Callable[[], None] | None = None,
+    ):
         self._make_vad = make_vad
         self.vad = None
         self._vad_origin = 0  # pipeline position (samples) of the VAD's ms 0
@@ -134,13 +141,14 @@ class Pipeline:
     def wait(self, timeout: float | None = None) -> bool:
         """Block until everything pushed so far has been processed; False on timeout."""
         if threading.current_thread() is self._thread:
-            raise RuntimeError("wait() was called from a segment callback or observer, which runs "
-                               "on the recognition thread and would wait for itself: call it from "
-                               "the notebook instead")
+            raise RuntimeError(
+                "wait() was called from a segment callback or observer, which runs "
+                "on the recognition thread and would wait for itself: call it from "
+                "the notebook instead"
+            )
         with self._done:
             target = self._pushed
-            return self._done.wait_for(
-                lambda: self._processed >= target or not self._thread.is_alive(), timeout)
+            return self._done.wait_for(lambda: self._processed >= target or not self._thread.is_alive(), timeout)
 
     @property
     def lag_seconds(self) -> float:
@@ -231,8 +239,13 @@ class Pipeline:
                     self._engine, self._engine_failed = payload, payload is None
                     self._decode_closed()
             except Exception as err:  # the last guard: the steps below report their own
-                self.emit(Problem("worker-failed", f"Recognition failed: {type(err).__name__}: {err}",
-                                  "The audio is kept: fix the cause, then call retranscribe()."))
+                self.emit(
+                    Problem(
+                        "worker-failed",
+                        f"Recognition failed: {type(err).__name__}: {err}",
+                        "The audio is kept: fix the cause, then call retranscribe().",
+                    )
+                )
             finally:
                 with self._done:
                     self._processed += items
@@ -259,9 +272,14 @@ class Pipeline:
         try:
             events = self.vad.accept(x, final=final)
         except Exception as err:
-            self.emit(Problem("vad-failed", f"The VAD failed ({type(err).__name__}: {err}); it was "
-                                            "restarted and this stretch of audio was not cut.",
-                              "If this repeats, choose another VAD (vad='energy')."))
+            self.emit(
+                Problem(
+                    "vad-failed",
+                    f"The VAD failed ({type(err).__name__}: {err}); it was "
+                    "restarted and this stretch of audio was not cut.",
+                    "If this repeats, choose another VAD (vad='energy').",
+                )
+            )
             self._restart_vad = True
             return [VadEvent("end", (self._pos + len(x)) * 1000 // SAMPLE_RATE)] if self._open else []
         origin_ms = self._vad_origin * 1000 // SAMPLE_RATE
@@ -282,7 +300,7 @@ class Pipeline:
         events = self._vad_events(x, final)
         pending = 0
         for i in range(0, max(len(x), 1), BLOCK):
-            self._block(x[i:i + BLOCK])
+            self._block(x[i : i + BLOCK])
             last = i + BLOCK >= len(x)
             while pending < len(events) and (last or events[pending].ms * SAMPLE_RATE // 1000 <= self._pos):
                 event = events[pending]
@@ -294,8 +312,12 @@ class Pipeline:
             # Without partials, a 2-pass engine has no first pass, and audio that is not live
             # goes to a streaming engine whole at the segment's end: one call, which funasr
             # steps through in the same 600 ms strides (the same text), for less overhead.
-            if self._open is not None and self._engine is not None and self._engine.streaming and (
-                    self.partials or not (self._engine.two_pass or self.offline)):
+            if (
+                self._open is not None
+                and self._engine is not None
+                and self._engine.streaming
+                and (self.partials or not (self._engine.two_pass or self.offline))
+            ):
                 self._stream_step()
         if self._restart_vad:
             self._start_vad()
@@ -355,11 +377,24 @@ class Pipeline:
             except Exception as err:  # this segment only: the next one is cut and decoded as usual
                 reason = f"{type(err).__name__}: {err}"
                 result = {"text": "", "error": reason}
-                self.emit(Problem("decode-failed", f"Segment {seg.id} could not be decoded ({reason}).",
-                                  "Its audio is kept: retranscribe() tries again."))
+                self.emit(
+                    Problem(
+                        "decode-failed",
+                        f"Segment {seg.id} could not be decoded ({reason}).",
+                        "Its audio is kept: retranscribe() tries again.",
+                    )
+                )
             self._waiting.pop(0)
-            self.emit(Final({"id": seg.id, "start": seg.start_ms / 1000, "end": seg.end_ms / 1000,
-                             **in_session(result, seg.start_ms)}))
+            self.emit(
+                Final(
+                    {
+                        "id": seg.id,
+                        "start": seg.start_ms / 1000,
+                        "end": seg.end_ms / 1000,
+                        **in_session(result, seg.start_ms),
+                    }
+                )
+            )
         if self._retry_at is not None:  # the engine is back and the backlog is sent
             self._retry_at, self._retry_s = None, 0.0
             self.emit(Backlog(0, 0.0))
@@ -367,8 +402,12 @@ class Pipeline:
     def _batching(self) -> bool:
         """Audio that is not live (``offline``: transcribe()) with an engine that can decode
         several segments at once: decode them as funasr's VAD path does (asr/segment.py)."""
-        return (self.offline and self._engine is not None and self._retry_at is None
-                and hasattr(self._engine, "transcribe_batch"))  # a 2-pass one: its second pass
+        return (
+            self.offline
+            and self._engine is not None
+            and self._retry_at is None
+            and hasattr(self._engine, "transcribe_batch")
+        )  # a 2-pass one: its second pass
 
     def _decode_batch(self) -> None:
         """The waiting segments in one transcribe_batch call; their finals in id order (a
@@ -380,15 +419,28 @@ class Pipeline:
             results = self._engine.transcribe_batch([seg.audio() for seg in self._waiting])
         except Exception:
             return
-        for seg, result in zip(list(self._waiting), results):
+        for seg, result in zip(list(self._waiting), results, strict=False):
             if isinstance(result, Exception):  # that segment only, as one by one
                 reason = f"{type(result).__name__}: {result}"
-                self.emit(Problem("decode-failed", f"Segment {seg.id} could not be decoded ({reason}).",
-                                  "Its audio is kept: retranscribe() tries again."))
+                self.emit(
+                    Problem(
+                        "decode-failed",
+                        f"Segment {seg.id} could not be decoded ({reason}).",
+                        "Its audio is kept: retranscribe() tries again.",
+                    )
+                )
                 result = {"text": "", "error": reason}
             self._waiting.pop(0)
-            self.emit(Final({"id": seg.id, "start": seg.start_ms / 1000, "end": seg.end_ms / 1000,
-                             **in_session(result, seg.start_ms)}))
+            self.emit(
+                Final(
+                    {
+                        "id": seg.id,
+                        "start": seg.start_ms / 1000,
+                        "end": seg.end_ms / 1000,
+                        **in_session(result, seg.start_ms),
+                    }
+                )
+            )
 
     def _backlog_s(self) -> float:
         return sum(seg.length or 0 for seg in self._waiting) / SAMPLE_RATE
@@ -396,14 +448,22 @@ class Pipeline:
     def _trim_backlog(self) -> None:
         """Waiting audio is bounded: past MAX_BACKLOG_S the oldest segment is given up."""
         while len(self._waiting) > 1 and self._backlog_s() > MAX_BACKLOG_S:
-            self._give_up(self._waiting.pop(0), f"not transcribed: more than {MAX_BACKLOG_S:.0f} s of "
-                                                "speech waited for the engine")
+            self._give_up(
+                self._waiting.pop(0),
+                f"not transcribed: more than {MAX_BACKLOG_S:.0f} s of speech waited for the engine",
+            )
 
     def _give_up(self, seg: _Segment, reason: str) -> None:
-        self.emit(Problem("decode-failed", f"Segment {seg.id} was {reason}.",
-                          "Its audio is in the recording: retranscribe() once the engine is back."))
-        self.emit(Final({"id": seg.id, "start": seg.start_ms / 1000, "end": seg.end_ms / 1000,
-                         "text": "", "error": reason}))
+        self.emit(
+            Problem(
+                "decode-failed",
+                f"Segment {seg.id} was {reason}.",
+                "Its audio is in the recording: retranscribe() once the engine is back.",
+            )
+        )
+        self.emit(
+            Final({"id": seg.id, "start": seg.start_ms / 1000, "end": seg.end_ms / 1000, "text": "", "error": reason})
+        )
 
     def _decode(self, seg: _Segment) -> dict:
         if not self._engine.streaming or self._engine.two_pass:
@@ -424,7 +484,7 @@ class Pipeline:
         """Give a streaming engine the segment's audio it has not seen yet."""
         if seg.stream is None:
             seg.stream = self._engine.new_stream()
-        fresh = np.concatenate(seg.samples[seg.fed_blocks:] or [np.zeros(0, np.float32)])
+        fresh = np.concatenate(seg.samples[seg.fed_blocks :] or [np.zeros(0, np.float32)])
         if seg.length is not None:
             fresh = fresh[: max(seg.length - seg.fed_samples, 0)]
         seg.fed_blocks = len(seg.samples)
@@ -462,8 +522,12 @@ def in_session(result: dict, start_ms: int) -> dict:
     if not result.get("words"):
         return result
     offset = start_ms / 1000
-    return {**result, "words": [{**w, "start": round(w["start"] + offset, 3),
-                                 "end": round(w["end"] + offset, 3)} for w in result["words"]]}
+    return {
+        **result,
+        "words": [
+            {**w, "start": round(w["start"] + offset, 3), "end": round(w["end"] + offset, 3)} for w in result["words"]
+        ],
+    }
 
 
 # A worker still inside torch when the interpreter exits can abort the process ("terminate

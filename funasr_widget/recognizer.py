@@ -12,8 +12,8 @@ from __future__ import annotations
 import threading
 import time
 
-from .asr import ModelLoadError, check_device, check_model, check_options, load_engine, remote, resolve_device
 from . import diagnose
+from .asr import ModelLoadError, check_device, check_model, check_options, load_engine, remote, resolve_device
 from .events import Emit, ModelState, Problem, VadChanged
 from .models import default_model
 from .pipeline import Pipeline
@@ -50,16 +50,36 @@ class _StallWatch:
                 with self._lock:
                     if self._done.is_set():
                         return
-                    self._emit(ModelState("loading", {**self._info, "name": self._name(), "stalled": True,
-                                                      "code": "load-stalled", "message": message,
-                                                      "hint": hint}))
+                    self._emit(
+                        ModelState(
+                            "loading",
+                            {
+                                **self._info,
+                                "name": self._name(),
+                                "stalled": True,
+                                "code": "load-stalled",
+                                "message": message,
+                                "hint": hint,
+                            },
+                        )
+                    )
 
 
 class Recognizer:
     """VAD + ASR for one session. `emit` receives every event (from worker threads)."""
 
-    def __init__(self, model: str | None, vad: str, device: str, vad_params: dict, emit: Emit,
-                 *, partials: bool = True, on_close=None, **options):
+    def __init__(
+        self,
+        model: str | None,
+        vad: str,
+        device: str,
+        vad_params: dict,
+        emit: Emit,
+        *,
+        partials: bool = True,
+        on_close=None,
+        **options,
+    ):
         self.vad_name = check_name(vad)
         self._vad_params = check_params(**vad_params)
         self._remote = bool(options.get("server"))
@@ -98,8 +118,12 @@ class Recognizer:
         self.requested = (model, device, check_options(options))  # for diagnose(): the server to probe
         with self._load_lock:
             self._generation += 1
-            self._loader = threading.Thread(target=self._load, args=(self._generation, model, device, options),
-                                            name="funasr-widget-loader", daemon=True)
+            self._loader = threading.Thread(
+                target=self._load,
+                args=(self._generation, model, device, options),
+                name="funasr-widget-loader",
+                daemon=True,
+            )
             self._loader.start()
 
     def _load(self, generation: int, model: str, device: str, options: dict) -> None:
@@ -166,8 +190,13 @@ class Recognizer:
             if self.vad_name == FALLBACK_VAD:
                 raise
             hint = getattr(err, "hint", "") or "Install or place the VAD model, then create the widget again."
-            self.emit(Problem("vad-failed", f"VAD {self.vad_name!r} could not start ({err}); "
-                                            f"using the {FALLBACK_VAD} VAD instead.", hint))
+            self.emit(
+                Problem(
+                    "vad-failed",
+                    f"VAD {self.vad_name!r} could not start ({err}); using the {FALLBACK_VAD} VAD instead.",
+                    hint,
+                )
+            )
             self.vad_name = FALLBACK_VAD
             self.emit(VadChanged(FALLBACK_VAD))
             return create_vad(FALLBACK_VAD, **self._vad_params)
@@ -191,8 +220,10 @@ class Recognizer:
         loader = self._loader
         if loader is not None:
             if loader is threading.current_thread():
-                raise RuntimeError("wait() was called from a model-state observer, which runs on the "
-                                   "loading thread and would wait for itself: call it from the notebook")
+                raise RuntimeError(
+                    "wait() was called from a model-state observer, which runs on the "
+                    "loading thread and would wait for itself: call it from the notebook"
+                )
             loader.join(timeout)
             if loader.is_alive():
                 return False

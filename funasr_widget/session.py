@@ -17,7 +17,7 @@ import math
 import numbers
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

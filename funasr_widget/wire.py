@@ -25,8 +25,8 @@ import collections
 import math
 import numbers
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -137,9 +137,7 @@ def decode_chunk(content: dict, buffers) -> Chunk:
         raise WireError("bad-buffer", f"expected one binary buffer, got {len(views)}")
     raw = views[0]
     if len(raw) != n * dtype.itemsize:
-        raise WireError(
-            "size-mismatch", f"header says {n} {dtype.name} samples, buffer holds {len(raw)} bytes"
-        )
+        raise WireError("size-mismatch", f"header says {n} {dtype.name} samples, buffer holds {len(raw)} bytes")
     samples = np.frombuffer(raw, dtype=dtype).astype(np.float32)
     clipped = 0
     if dtype.kind == "i":
@@ -186,8 +184,13 @@ class Reorderer:
       `window` chunks cannot be told apart from the new one this way.)
     """
 
-    def __init__(self, window: int = 5, max_ahead: int = MAX_AHEAD, final_wait_s: float = FINAL_WAIT_S,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        window: int = 5,
+        max_ahead: int = MAX_AHEAD,
+        final_wait_s: float = FINAL_WAIT_S,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.window = window
         self.max_ahead = max_ahead
         self.final_wait_s = final_wait_s

@@ -35,7 +35,7 @@ def test_sensevoice_transcribes_a_segment(models_at, speech):
     engine = load_engine("sensevoice-small", device="cpu")
     assert isinstance(engine, SegmentEngine) and not engine.streaming
     beg, end = speech.intervals_ms[0]
-    result = engine.transcribe(speech.samples[beg * 16:end * 16])
+    result = engine.transcribe(speech.samples[beg * 16 : end * 16])
     assert isinstance(result["text"], str) and "<|" not in result["text"]
     assert set(result) <= {"text", "language", "emotion", "event", "words"}
     assert engine.transcribe(np.zeros(100, np.float32)) == {"text": ""}
@@ -52,9 +52,17 @@ def test_engine_text_is_what_automodel_generate_gives(models_at, speech):
 
 def test_parse_sensevoice_tags():
     assert parse_tags("<|en|><|NEUTRAL|><|Speech|><|woitn|>hello world") == {
-        "text": "hello world", "language": "en", "emotion": "neutral", "event": "speech"}
+        "text": "hello world",
+        "language": "en",
+        "emotion": "neutral",
+        "event": "speech",
+    }
     assert parse_tags("<|zh|><|HAPPY|><|BGM|><|withitn|>你好。") == {
-        "text": "你好。", "language": "zh", "emotion": "happy", "event": "bgm"}
+        "text": "你好。",
+        "language": "zh",
+        "emotion": "happy",
+        "event": "bgm",
+    }
     assert parse_tags("plain text") == {"text": "plain text"}
 
 
@@ -62,8 +70,7 @@ def test_options_reach_each_family_in_its_own_words():
     opts = {"language": "en", "use_itn": False, "hotword": "FunASR widget"}
     assert generate_options("SenseVoiceSmall", opts) == {"language": "en", "use_itn": False}
     assert generate_options("SenseVoiceSmall", {}) == {"language": "auto", "use_itn": True}
-    assert generate_options("FunASRNano", opts) == {"language": "英文", "itn": False,
-                                                    "hotwords": ["FunASR", "widget"]}
+    assert generate_options("FunASRNano", opts) == {"language": "英文", "itn": False, "hotwords": ["FunASR", "widget"]}
     assert generate_options("FunASRNano", {"language": "auto"}) == {"itn": True}
     assert generate_options("FunASRNano", {"language": "越南语"})["language"] == "越南语"
     assert generate_options("SeacoParaformer", opts) == {"hotword": "FunASR widget"}
@@ -74,10 +81,10 @@ def test_streaming_text_grows_and_final_flushes(models_at, noise):
     engine = load_engine("paraformer-zh-streaming", device="cpu")
     assert isinstance(engine, StreamingEngine) and engine.streaming
     stream = engine.new_stream()
-    texts = [engine.accept(stream, noise[i:i + 1600]) for i in range(0, len(noise), 1600)]
+    texts = [engine.accept(stream, noise[i : i + 1600]) for i in range(0, len(noise), 1600)]
     steps = len(noise) // STEP
     assert sum(bool(t) for t in texts) >= steps - 1  # text arrives in 600 ms steps
-    assert all(t == "" for t in texts[:STEP // 1600 - 1])  # nothing before the first step
+    assert all(t == "" for t in texts[: STEP // 1600 - 1])  # nothing before the first step
     flushed = engine.accept(stream, np.zeros(0, np.float32), final=True)
     assert isinstance(flushed, str)
 

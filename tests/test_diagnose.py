@@ -7,10 +7,17 @@ import pytest
 from funasr_widget.diagnose import MAX_TEXT, Check, Checklist, capture_error, checklist, clean_env
 
 GOOD_ENV = {
-    "secure_context": False, "origin": "http://10.0.0.5:8888", "user_agent": "Mozilla/5.0",
-    "browser": "firefox", "media_devices": True, "permission": "denied",
+    "secure_context": False,
+    "origin": "http://10.0.0.5:8888",
+    "user_agent": "Mozilla/5.0",
+    "browser": "firefox",
+    "media_devices": True,
+    "permission": "denied",
     "devices": [{"id": "abcdef0123456789", "label": ""}, {"id": "x", "label": "USB mic"}],
-    "context_rate": 48000, "context_state": "running", "policy_allows": True, "in_frame": False,
+    "context_rate": 48000,
+    "context_state": "running",
+    "policy_allows": True,
+    "in_frame": False,
 }
 
 
@@ -23,14 +30,35 @@ class Weird:
 
 HUGE = "x" * 1_000_000
 BAD_ENVS = [
-    None, [], "env", 42, {"origin": 42}, {"origin": None}, {"origin": ["http://x"]},
-    {"origin": "http://x:99999"}, {"origin": "http://[::1"}, {"origin": "http://[::1]:abc"},
-    {"origin": HUGE}, {"devices": "mic"}, {"devices": 3}, {"devices": [1, None, "a", ["b"]]},
-    {"devices": [{"id": 5, "label": ["l"]}, {"label": None}, {}]}, {"devices": [{"id": HUGE}] * 10_000},
-    {"browser": ["chrome"]}, {"browser": {"a": 1}}, {"browser": 7}, {"permission": ["denied"]},
-    {"permission": {}}, {"context_rate": "48000"}, {"context_rate": float("nan")},
-    {"context_rate": 10**400}, {"context_rate": True}, {"context_rate": -1},
-    {"context_state": {"x": 1}}, {"secure_context": "yes"}, {"secure_context": [True]},
+    None,
+    [],
+    "env",
+    42,
+    {"origin": 42},
+    {"origin": None},
+    {"origin": ["http://x"]},
+    {"origin": "http://x:99999"},
+    {"origin": "http://[::1"},
+    {"origin": "http://[::1]:abc"},
+    {"origin": HUGE},
+    {"devices": "mic"},
+    {"devices": 3},
+    {"devices": [1, None, "a", ["b"]]},
+    {"devices": [{"id": 5, "label": ["l"]}, {"label": None}, {}]},
+    {"devices": [{"id": HUGE}] * 10_000},
+    {"browser": ["chrome"]},
+    {"browser": {"a": 1}},
+    {"browser": 7},
+    {"permission": ["denied"]},
+    {"permission": {}},
+    {"context_rate": "48000"},
+    {"context_rate": float("nan")},
+    {"context_rate": 10**400},
+    {"context_rate": True},
+    {"context_rate": -1},
+    {"context_state": {"x": 1}},
+    {"secure_context": "yes"},
+    {"secure_context": [True]},
     {"origin": Weird(), "browser": Weird(), "devices": [Weird()]},
     {**GOOD_ENV, "origin": "http://[::1", "browser": ["x"], "devices": {"a": 1}},
 ]
@@ -49,8 +77,10 @@ def test_clean_env_gives_known_keys_with_known_types(env):
         assert clean[key] is None or isinstance(clean[key], str) and len(clean[key]) <= MAX_TEXT
     assert clean["context_rate"] is None or clean["context_rate"] > 0
     assert isinstance(clean["devices"], list) and len(clean["devices"]) <= 32
-    assert all(set(d) == {"id", "label"} and all(isinstance(v, str) and len(v) <= 200 for v in d.values())
-               for d in clean["devices"])
+    assert all(
+        set(d) == {"id", "label"} and all(isinstance(v, str) and len(v) <= 200 for v in d.values())
+        for d in clean["devices"]
+    )
 
 
 @pytest.mark.timeout(30)
@@ -60,8 +90,23 @@ def test_clean_env_keeps_good_values():
     assert clean_env({**GOOD_ENV, "context_rate": 44100.0})["context_rate"] == 44100
 
 
-CODES = ["insecure-context", "permission-denied", "capture-failed", "device-busy", "no-device",
-         "silent-input", "", None, 42, ["permission-denied"], {"a": 1}, "some-new-code", HUGE, "BAD CODE!", Weird()]
+CODES = [
+    "insecure-context",
+    "permission-denied",
+    "capture-failed",
+    "device-busy",
+    "no-device",
+    "silent-input",
+    "",
+    None,
+    42,
+    ["permission-denied"],
+    {"a": 1},
+    "some-new-code",
+    HUGE,
+    "BAD CODE!",
+    Weird(),
+]
 DETAILS = ["", None, 42, ["a"], {"b": 2}, HUGE, Weird()]
 
 
@@ -91,12 +136,23 @@ def test_capture_error_texts():
     assert capture_error("some-new-code", {}, "why")["message"].endswith("(why)")
 
 
-STATS = [None, [], {}, {"chunks": "3", "seconds": "1.5", "level_db": "loud", "rejected": None},
-         {"chunks": 10**400, "seconds": float("nan"), "level_db": float("inf"), "lost": [1]},
-         {"chunks": 5, "seconds": 0.5, "rejected": 2, "rejected_by": {"bad-header": 2, ("t",): HUGE},
-          "duplicates": 1, "dropped_seconds": 3.0, "level_db": -30.0}]
-ERRORS = [None, {}, [], "boom", {"message": HUGE, "hint": ["h"]}, {"message": Weird(), "hint": None},
-          {"code": 1}]
+STATS = [
+    None,
+    [],
+    {},
+    {"chunks": "3", "seconds": "1.5", "level_db": "loud", "rejected": None},
+    {"chunks": 10**400, "seconds": float("nan"), "level_db": float("inf"), "lost": [1]},
+    {
+        "chunks": 5,
+        "seconds": 0.5,
+        "rejected": 2,
+        "rejected_by": {"bad-header": 2, ("t",): HUGE},
+        "duplicates": 1,
+        "dropped_seconds": 3.0,
+        "level_db": -30.0,
+    },
+]
+ERRORS = [None, {}, [], "boom", {"message": HUGE, "hint": ["h"]}, {"message": Weird(), "hint": None}, {"code": 1}]
 MODEL_INFO = [None, {}, [], "x", {"message": HUGE}, {"name": ["n"]}, {"message": Weird()}]
 MODEL_STATE = ["ready", "error", "loading", None, 3, ["ready"], HUGE]
 LAST_SEEN = [None, time.monotonic(), "now", float("nan"), 10**400, [1]]
@@ -125,8 +181,14 @@ def test_checklist_never_raises(env):
 
 @pytest.mark.timeout(30)
 def test_checklist_reads_a_good_env():
-    rows = checklist(GOOD_ENV, {"chunks": 5, "seconds": 0.5, "rejected": 1, "rejected_by": {"bad-header": 1},
-                                "level_db": -30.0}, {}, "ready", {"name": "m"}, time.monotonic())
+    rows = checklist(
+        GOOD_ENV,
+        {"chunks": 5, "seconds": 0.5, "rejected": 1, "rejected_by": {"bad-header": 1}, "level_db": -30.0},
+        {},
+        "ready",
+        {"name": "m"},
+        time.monotonic(),
+    )
     by = {c.name: c for c in rows}
     assert by["kernel link"].ok and by["secure context"].ok is False
     assert "http://localhost:8888" in by["secure context"].detail

@@ -33,11 +33,12 @@ def streamed(name, samples, **params):
     """What the same VAD says when the audio comes live, in 100 ms blocks."""
     vad, events = create_vad(name, **params), []
     for i in range(0, len(samples), 1600):
-        events += vad.accept(samples[i:i + 1600], final=i + 1600 >= len(samples))
-    return [(a.ms, b.ms) for a, b in zip(events[::2], events[1::2])]
+        events += vad.accept(samples[i : i + 1600], final=i + 1600 >= len(samples))
+    return [(a.ms, b.ms) for a, b in zip(events[::2], events[1::2], strict=False)]
 
 
 # -- regions ----------------------------------------------------------------------------------
+
 
 def test_energy_regions_of_tone_bursts():
     x = bursts([(1.0, 2.0), (3.5, 4.0)])
@@ -45,7 +46,7 @@ def test_energy_regions_of_tone_bursts():
     # 30 ms frames: speech from the frame holding 1.0 s, reported 200 ms early (look-back);
     # it ends 100 ms after the last loud frame.
     assert len(found) == 2, found
-    for (start, end), (a, b) in zip(found, [(1000, 2000), (3500, 4000)]):
+    for (start, end), (a, b) in zip(found, [(1000, 2000), (3500, 4000)], strict=False):
         assert a - 200 - 30 <= start <= a - 200, found
         assert b + 100 <= end <= b + 100 + 30, found
 
@@ -74,8 +75,13 @@ def test_explorer_regions_are_the_live_regions(models_at, speech, name):
     if name == "silero":
         pytest.importorskip("silero_vad")
     segmenter = Segmenter(speech.samples, name)
-    grid = [dict(), dict(end_silence_ms=100, speech_threshold=0.3), dict(end_silence_ms=1500, max_segment_s=2),
-            dict(speech_threshold=0.9, energy_threshold_db=-30), dict(end_silence_ms=3000, speech_threshold=0.05)]
+    grid = [
+        dict(),
+        dict(end_silence_ms=100, speech_threshold=0.3),
+        dict(end_silence_ms=1500, max_segment_s=2),
+        dict(speech_threshold=0.9, energy_threshold_db=-30),
+        dict(end_silence_ms=3000, speech_threshold=0.05),
+    ]
     for params in grid:
         assert segmenter.regions(**params) == streamed(name, speech.samples, **params), params
 
@@ -95,6 +101,7 @@ def test_the_network_runs_once_per_recording(models_at, speech, monkeypatch):
 
 
 # -- frame agreement ------------------------------------------------------------------------
+
 
 def test_agreement_identical():
     a = [(120, 480), (900, 1310)]
@@ -132,6 +139,7 @@ def test_agreement_needs_a_duration():
 
 # -- envelope and energy curve ------------------------------------------------------------------
 
+
 def test_envelope_min_max_per_bin():
     mins, maxs = envelope(np.arange(10, dtype=np.float32), 5)
     assert mins.tolist() == [0, 2, 4, 6, 8] and maxs.tolist() == [1, 3, 5, 7, 9]
@@ -144,7 +152,7 @@ def test_envelope_bins_cover_the_signal():
     assert mins.min() == x.min() and maxs.max() == x.max()
     edges = np.arange(2001) * len(x) // 2000
     for i in (0, 777, 1999):
-        assert mins[i] == x[edges[i]:edges[i + 1]].min() and maxs[i] == x[edges[i]:edges[i + 1]].max()
+        assert mins[i] == x[edges[i] : edges[i + 1]].min() and maxs[i] == x[edges[i] : edges[i + 1]].max()
 
 
 def test_envelope_of_short_signals():
@@ -156,7 +164,7 @@ def test_energy_curve_is_level_db_per_frame():
     x = bursts([(0.1, 0.2)], total_s=0.5)
     x[-500:] = 0  # digital silence at the end
     curve = energy_curve(x, 30)
-    frames = [x[i:i + 480] for i in range(0, len(x), 480)]
+    frames = [x[i : i + 480] for i in range(0, len(x), 480)]
     assert len(curve) == len(frames) == 17
     assert curve == pytest.approx([level_db(f) for f in frames], abs=1e-4)
     assert curve[-1] == -120.0
@@ -164,12 +172,16 @@ def test_energy_curve_is_level_db_per_frame():
 
 # -- the widget ---------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def sent(monkeypatch):
     """The custom messages widgets send, as (content, [buffer bytes])."""
     messages = []
-    monkeypatch.setattr(VadExplorer, "send", lambda self, content, buffers=None:
-                        messages.append((content, [bytes(b) for b in buffers or []])))
+    monkeypatch.setattr(
+        VadExplorer,
+        "send",
+        lambda self, content, buffers=None: messages.append((content, [bytes(b) for b in buffers or []])),
+    )
     return messages
 
 
@@ -323,6 +335,7 @@ def test_regions_dataframe(speech, explorers):
 
 # -- messages from the front end -----------------------------------------------------------------
 
+
 def wait_until(predicate, timeout_s=10):
     deadline = time.monotonic() + timeout_s
     while not predicate():
@@ -359,7 +372,7 @@ def test_zoom_sends_a_finer_envelope(speech, explorers, sent):
     values = np.frombuffer(buffer, np.float32)
     assert len(values) == 2 * 800 + content["db_count"]
     mins, maxs = values[:800], values[800:1600]
-    window = speech.samples[2 * RATE:3 * RATE]
+    window = speech.samples[2 * RATE : 3 * RATE]
     assert mins.min() == window.min() and maxs.max() == window.max()
     assert content["db_step"] == pytest.approx(0.03) and content["db_count"] == 34
     # out of range: clamped into the recording
@@ -381,7 +394,7 @@ def test_clicking_a_region_selects_it_and_sends_its_samples(speech, explorers, s
     assert content["type"] == "audio" and content["sample_rate"] == RATE
     clip = np.frombuffer(buffer, np.float32)
     begin = int(region["start"] * RATE)
-    assert np.array_equal(clip, speech.samples[begin:begin + len(clip)])
+    assert np.array_equal(clip, speech.samples[begin : begin + len(clip)])
     assert len(clip) == pytest.approx(region["duration"] * RATE, abs=1)
     ex._on_message(ex, {"type": "play", "index": 0, "compare": True}, [])
     assert ex.selected["compare"] is True and ex.selected["end"] == ex.compare_regions[0]["end"]

@@ -31,24 +31,46 @@ KNOWN_TYPES = {"chunk", "start", "hello", "env", "error", "stop", "started", "re
 
 huge_ints = st.builds(lambda sign, exp: sign * 10**exp, st.sampled_from([1, -1]), st.sampled_from([16, 20, 400]))
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), huge_ints,
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    huge_ints,
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=20),
     st.sampled_from(["", "false", "true", "float32", "int16", "chunk", "http://x:99999", "http://[::1"]),
     st.builds(lambda k: "x" * k, st.just(100_000)),  # a huge message
 )
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
-                           | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=8)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=8,
+)
 
 junk_buffers = st.one_of(
-    st.none(), st.just([]), st.integers(), st.text(max_size=8),
-    st.lists(st.one_of(st.binary(max_size=12), st.text(max_size=4), st.integers(), st.none(),
-                       st.lists(st.floats(), max_size=3)), max_size=3),
+    st.none(),
+    st.just([]),
+    st.integers(),
+    st.text(max_size=8),
+    st.lists(
+        st.one_of(
+            st.binary(max_size=12), st.text(max_size=4), st.integers(), st.none(), st.lists(st.floats(), max_size=3)
+        ),
+        max_size=3,
+    ),
 )
 
 
 def good_header(seq: int, n: int, dtype: str, t: float, final: bool) -> dict:
-    return {"type": "chunk", "view": VIEW, "seq": seq, "t": t, "sample_rate": 16000, "dtype": dtype,
-            "n": n, "final": final}
+    return {
+        "type": "chunk",
+        "view": VIEW,
+        "seq": seq,
+        "t": t,
+        "sample_rate": 16000,
+        "dtype": dtype,
+        "n": n,
+        "final": final,
+    }
 
 
 # Each corruption turns a good chunk (seq = the next expected one) into one the contract
@@ -62,8 +84,9 @@ def _corrupt(header: dict, payload: bytes, kind: str, value):
     elif kind == "rate":
         h["sample_rate"] = value if value != 16000 or isinstance(value, bool) else 44100
     elif kind == "seq":  # negative, not an int, or beyond 2**53 - 1
-        h["seq"] = value if not (isinstance(value, int) and not isinstance(value, bool)
-                                 and 0 <= value < 2**53) else -1 - value
+        h["seq"] = (
+            value if not (isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53) else -1 - value
+        )
     elif kind == "t":  # not a number at all (NaN/inf/huge are numbers: the audio is kept)
         h["t"] = value if not isinstance(value, (int, float)) or isinstance(value, bool) else str(value)
     elif kind == "n":  # not an integer, or an integer the buffer does not match
@@ -114,27 +137,68 @@ def plans(draw):
     """(good chunks, the junk to send before each of them)."""
     n_chunks = draw(st.integers(1, 8))
     good = []
-    for seq in range(n_chunks):
-        good.append({
-            "n": draw(st.integers(0, 400)),
-            "dtype": draw(st.sampled_from(["int16", "float32"])),
-            # a capture time the kernel cannot use still keeps the audio
-            "t": draw(st.one_of(st.builds(lambda: time.time() * 1000.0), st.floats(allow_nan=True, allow_infinity=True),
-                                huge_ints)),
-            "seed": draw(st.integers(0, 2**32 - 1)),
-        })
-    junk = draw(st.lists(st.lists(st.one_of(
-        st.tuples(st.just("bad-chunk"), corruptions, st.booleans()),
-        st.tuples(st.just("duplicate"), st.integers(1, WINDOW)),
-        st.tuples(st.just("env"), st.dictionaries(
-            st.sampled_from(["secure_context", "origin", "user_agent", "browser", "media_devices", "permission",
-                             "devices", "context_rate", "context_state", "view"]) | st.text(max_size=6),
-            json_values, max_size=6)),
-        st.tuples(st.just("error"), st.dictionaries(st.sampled_from(["code", "name", "message", "view"]),
-                                                     json_values, max_size=4)),
-        st.tuples(st.just("unknown"), json_values | st.dictionaries(
-            st.just("type"), json_values | st.sampled_from(sorted(KNOWN_TYPES)) | st.text(max_size=8))),
-    ), max_size=4), min_size=n_chunks, max_size=n_chunks))
+    for _seq in range(n_chunks):
+        good.append(
+            {
+                "n": draw(st.integers(0, 400)),
+                "dtype": draw(st.sampled_from(["int16", "float32"])),
+                # a capture time the kernel cannot use still keeps the audio
+                "t": draw(
+                    st.one_of(
+                        st.builds(lambda: time.time() * 1000.0),
+                        st.floats(allow_nan=True, allow_infinity=True),
+                        huge_ints,
+                    )
+                ),
+                "seed": draw(st.integers(0, 2**32 - 1)),
+            }
+        )
+    junk = draw(
+        st.lists(
+            st.lists(
+                st.one_of(
+                    st.tuples(st.just("bad-chunk"), corruptions, st.booleans()),
+                    st.tuples(st.just("duplicate"), st.integers(1, WINDOW)),
+                    st.tuples(
+                        st.just("env"),
+                        st.dictionaries(
+                            st.sampled_from(
+                                [
+                                    "secure_context",
+                                    "origin",
+                                    "user_agent",
+                                    "browser",
+                                    "media_devices",
+                                    "permission",
+                                    "devices",
+                                    "context_rate",
+                                    "context_state",
+                                    "view",
+                                ]
+                            )
+                            | st.text(max_size=6),
+                            json_values,
+                            max_size=6,
+                        ),
+                    ),
+                    st.tuples(
+                        st.just("error"),
+                        st.dictionaries(st.sampled_from(["code", "name", "message", "view"]), json_values, max_size=4),
+                    ),
+                    st.tuples(
+                        st.just("unknown"),
+                        json_values
+                        | st.dictionaries(
+                            st.just("type"), json_values | st.sampled_from(sorted(KNOWN_TYPES)) | st.text(max_size=8)
+                        ),
+                    ),
+                ),
+                max_size=4,
+            ),
+            min_size=n_chunks,
+            max_size=n_chunks,
+        )
+    )
     return good, junk
 
 
@@ -171,6 +235,7 @@ def guard_callbacks(w, escaped: list) -> None:
             except BaseException as err:  # noqa: BLE001
                 escaped.append(err)
                 raise
+
         return call
 
     dispatcher.callbacks = [guard(cb) for cb in dispatcher.callbacks]
@@ -178,8 +243,13 @@ def guard_callbacks(w, escaped: list) -> None:
 
 @pytest.mark.timeout(600)
 # database=None: no .hypothesis/ folder in the working tree; a failure prints its example.
-@settings(max_examples=EXAMPLES, deadline=None, database=None, print_blob=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(plans())
 def test_handler_survives_junk_and_keeps_the_good_audio(plan):
     good, junk = plan
@@ -193,7 +263,7 @@ def test_handler_survives_junk_and_keeps_the_good_audio(plan):
 
         send({"type": "start", "view": VIEW})
         expected, bad, unknown, duplicates, sent = [], 0, 0, 0, []
-        for seq, (spec, extras) in enumerate(zip(good, junk)):
+        for seq, (spec, extras) in enumerate(zip(good, junk, strict=False)):
             payload, audio = samples_for(spec)
             final = seq == len(good) - 1
             header = good_header(seq, spec["n"], spec["dtype"], spec["t"], final)
@@ -216,8 +286,11 @@ def test_handler_survives_junk_and_keeps_the_good_audio(plan):
                     send({**args[0], "type": "error"})
                 elif kind == "unknown":
                     content = args[0]
-                    if isinstance(content, dict) and isinstance(content.get("type"), str) \
-                            and content["type"] in KNOWN_TYPES:
+                    if (
+                        isinstance(content, dict)
+                        and isinstance(content.get("type"), str)
+                        and content["type"] in KNOWN_TYPES
+                    ):
                         content = {**content, "type": None}  # junk, not a message the widget knows
                     send(content, [])
                     unknown += 1
@@ -244,4 +317,3 @@ def test_handler_survives_junk_and_keeps_the_good_audio(plan):
         assert "diagnosis" not in [c.name for c in report]  # built, not replaced by the safety net
     finally:
         bounded(w.close)
-

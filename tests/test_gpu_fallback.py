@@ -34,10 +34,13 @@ def fake_cuda(monkeypatch):
     models.release()
 
 
-@pytest.mark.parametrize("failure, words", [
-    (torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), "ran out of GPU memory"),
-    (RuntimeError("CUDA error: initialization error"), "could not use CUDA"),
-])
+@pytest.mark.parametrize(
+    "failure, words",
+    [
+        (torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), "ran out of GPU memory"),
+        (RuntimeError("CUDA error: initialization error"), "could not use CUDA"),
+    ],
+)
 def test_cuda_failure_during_load_falls_back_to_the_cpu(models_at, fake_cuda, failure, words):
     fake_cuda["failure"] = failure
     engine = load_engine("fun-asr-nano", device="cuda")

@@ -13,14 +13,13 @@ import time
 import numpy as np
 import pytest
 import traitlets
+from feeding import feed_live
 
 from funasr_widget import RecognitionError, Transcriber, VadExplorer, transcribe
 from funasr_widget.asr import ModelLoadError
-from feeding import feed_live
 
 pytestmark = pytest.mark.timeout(120)
 RATE = 16_000
-
 
 
 def bursts(n: int, on_s: float = 0.4, off_s: float = 0.8) -> np.ndarray:
@@ -37,11 +36,15 @@ def spans(segments):
 
 # -- 1. arguments are checked where they are given ------------------------------------------
 
-@pytest.mark.parametrize("make", [
-    lambda: Transcriber(vad="silero-vad"),
-    lambda: transcribe(np.zeros(RATE, np.float32), RATE, vad="fsmn"),
-    lambda: VadExplorer(np.zeros(RATE, np.float32), RATE, vad="silero-vad"),
-])
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Transcriber(vad="silero-vad"),
+        lambda: transcribe(np.zeros(RATE, np.float32), RATE, vad="fsmn"),
+        lambda: VadExplorer(np.zeros(RATE, np.float32), RATE, vad="silero-vad"),
+    ],
+)
 def test_a_misspelt_vad_fails_at_once_naming_the_close_match(make):
     started = time.monotonic()
     with pytest.raises(ValueError, match=r"Did you mean '(silero|fsmn-vad)'\? Choose one of fsmn-vad, silero, energy"):
@@ -49,12 +52,15 @@ def test_a_misspelt_vad_fails_at_once_naming_the_close_match(make):
     assert time.monotonic() - started < 1.0
 
 
-@pytest.mark.parametrize("options, error, words", [
-    ({"hotwords": "x"}, TypeError, "did you mean 'hotword'"),
-    ({"hotword": 123}, TypeError, "hotword must be str or list of str"),
-    ({"use_itn": "yes"}, TypeError, "use_itn must be bool"),
-    ({"language": ""}, ValueError, "language is empty"),
-])
+@pytest.mark.parametrize(
+    "options, error, words",
+    [
+        ({"hotwords": "x"}, TypeError, "did you mean 'hotword'"),
+        ({"hotword": 123}, TypeError, "hotword must be str or list of str"),
+        ({"use_itn": "yes"}, TypeError, "use_itn must be bool"),
+        ({"language": ""}, ValueError, "language is empty"),
+    ],
+)
 def test_model_options_are_checked_by_every_entry_point(models_at, options, error, words):
     with pytest.raises(error, match=words):
         Transcriber(model="sensevoice-small", vad="energy", **options)
@@ -67,9 +73,14 @@ def test_model_options_are_checked_by_every_entry_point(models_at, options, erro
     w.close()
 
 
-@pytest.mark.parametrize("model, device, error", [
-    (42, "cpu", TypeError), ("sensevoice-small", "gpu", ValueError), ("sensevoice-small", None, ValueError),
-])
+@pytest.mark.parametrize(
+    "model, device, error",
+    [
+        (42, "cpu", TypeError),
+        ("sensevoice-small", "gpu", ValueError),
+        ("sensevoice-small", None, ValueError),
+    ],
+)
 def test_model_and_device_are_checked(model, device, error):
     with pytest.raises(error, match="model|device"):
         Transcriber(model=model, vad="energy", device=device)
@@ -77,8 +88,12 @@ def test_model_and_device_are_checked(model, device, error):
 
 def test_knob_traits_validate_and_keep_the_old_value():
     w = Transcriber(model=None, vad="energy")
-    for name, bad in [("end_silence_ms", 50), ("speech_threshold", 2.0), ("max_segment_s", 0.5),
-                      ("energy_threshold_db", 5.0)]:
+    for name, bad in [
+        ("end_silence_ms", 50),
+        ("speech_threshold", 2.0),
+        ("max_segment_s", 0.5),
+        ("energy_threshold_db", 5.0),
+    ]:
         old = getattr(w, name)
         with pytest.raises(traitlets.TraitError, match="accepted"):
             setattr(w, name, bad)
@@ -101,6 +116,7 @@ def test_read_only_traits_are_read_only():
 
 
 # -- 2. no background failure is silent, nothing waits for ever ------------------------------
+
 
 def test_a_load_that_raises_anything_becomes_model_state_error(models_at, monkeypatch):
     from funasr_widget import recognizer
@@ -166,7 +182,9 @@ def test_a_raising_callback_harms_only_its_segment_two_takes_identical():
     feed_live(w, bursts(4))
     second = spans(w.segments[4:])
     take_s = len(bursts(4)) / RATE
-    assert [(round(a - take_s, 3), round(b - take_s, 3)) for a, b in second] == [(round(a, 3), round(b, 3)) for a, b in first]
+    assert [(round(a - take_s, 3), round(b - take_s, 3)) for a, b in second] == [
+        (round(a, 3), round(b, 3)) for a, b in first
+    ]
     assert seen == list(range(8))
     assert w.error["code"] == "callback-failed"
     w.close()
@@ -204,8 +222,9 @@ def test_a_vad_that_fails_mid_stream_is_restarted_on_the_right_clock():
     feed_live(w, bursts(2))
     later = spans(w.segments[2:])
     reference = spans(transcribe(bursts(2), RATE, model=None, vad="energy"))
-    assert [(round(a - before, 2), round(b - before, 2)) for a, b in later] == \
-        [(round(a, 2), round(b, 2)) for a, b in reference]
+    assert [(round(a - before, 2), round(b - before, 2)) for a, b in later] == [
+        (round(a, 2), round(b, 2)) for a, b in reference
+    ]
     w.close()
 
 
@@ -226,6 +245,7 @@ def test_a_vad_that_cannot_start_falls_back_and_says_so(tmp_path, monkeypatch):
 
 # -- 5. bounded memory: models shared, close() finishes ----------------------------------------
 
+
 def test_close_while_recording_finishes_the_open_segment_and_releases_the_file():
     w = Transcriber(model=None, vad="energy")
     speech = bursts(2)
@@ -236,7 +256,9 @@ def test_close_while_recording_finishes_the_open_segment_and_releases_the_file()
     recording = w._live.audio.recording
     w.close()
     assert w._live.recognizer.pipeline.join(timeout=30)
-    assert len(w.segments) == 2 and w.segments[1]["end"] == pytest.approx(len(speech[: -int(0.9 * RATE)]) / RATE + 0.5, abs=0.15)
+    assert len(w.segments) == 2 and w.segments[1]["end"] == pytest.approx(
+        len(speech[: -int(0.9 * RATE)]) / RATE + 0.5, abs=0.15
+    )
     with pytest.raises(RuntimeError, match="released"):
         recording.read()
     with pytest.raises(RuntimeError, match="closed"):
@@ -247,8 +269,12 @@ def test_many_option_values_share_one_loaded_model_and_release_frees_it(models_a
     from funasr_widget import models
     from funasr_widget.asr import load_engine
 
-    engines = [load_engine("sensevoice-small", device="cpu", language=lang, use_itn=itn, hotword=hot)
-               for lang in ("auto", "en", "zh") for itn in (True, False) for hot in (None, "alpha beta")]
+    engines = [
+        load_engine("sensevoice-small", device="cpu", language=lang, use_itn=itn, hotword=hot)
+        for lang in ("auto", "en", "zh")
+        for itn in (True, False)
+        for hot in (None, "alpha beta")
+    ]
     assert len({id(e.model) for e in engines}) == 1
     assert any("sensevoice-small" in name for name in models.loaded())
     assert models.release("sensevoice-small") == 1
@@ -257,6 +283,7 @@ def test_many_option_values_share_one_loaded_model_and_release_frees_it(models_a
 
 
 # -- the same-widget, two-tab case -----------------------------------------------------------
+
 
 class Sent:
     """What the kernel sends to the front end (custom messages), from the widget's comm."""
@@ -277,8 +304,19 @@ class Sent:
 
 
 def chunk(view, seq, samples, final=False):
-    return ({"type": "chunk", "view": view, "seq": seq, "t": time.time() * 1000, "sample_rate": RATE,
-             "dtype": "float32", "n": len(samples), "final": final}, [samples.astype("<f4").tobytes()])
+    return (
+        {
+            "type": "chunk",
+            "view": view,
+            "seq": seq,
+            "t": time.time() * 1000,
+            "sample_rate": RATE,
+            "dtype": "float32",
+            "n": len(samples),
+            "final": final,
+        },
+        [samples.astype("<f4").tobytes()],
+    )
 
 
 def test_a_second_tab_is_refused_while_the_first_records():
@@ -347,7 +385,8 @@ def test_an_unavailable_engine_keeps_segments_waiting_then_sends_them_in_order(m
     deadline = time.monotonic() + 30
     while len(w.segments) < 4 and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert [(s["start"], s["end"], s["text"]) for s in w.segments] == \
-        [(s["start"], s["end"], s["text"]) for s in reference]  # all of them, in order, right audio
+    assert [(s["start"], s["end"], s["text"]) for s in w.segments] == [
+        (s["start"], s["end"], s["text"]) for s in reference
+    ]  # all of them, in order, right audio
     assert "engine is back" in w.status
     w.close()

@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
+from feeding import feed_live
 
 from funasr_widget import Transcriber, models, transcribe
 from funasr_widget.asr import load_engine
 from funasr_widget.samples import PUNCTUATION
-from feeding import feed_live
 
 pytestmark = pytest.mark.timeout(300)
 
 HOTWORDS = ["的一", "是在"]  # words of the tiny vocabulary's characters
-
 
 
 def test_hotwords_reach_seaco_paraformer_as_token_ids(models_at, speech):

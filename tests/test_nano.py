@@ -11,17 +11,30 @@ import sys
 import numpy as np
 import pytest
 import torch
+from feeding import feed_live, partials_mid_sentence
 
 from funasr_widget import Transcriber, models, samples, transcribe
 from funasr_widget.asr import ModelLoadError, load_engine
-from feeding import feed_live, partials_mid_sentence
 
 pytestmark = pytest.mark.timeout(300)
 
-HUB_FILES = ["configuration.json", "config.yaml", "model.pt", "multilingual.tiktoken",
-             *(f"Qwen3-0.6B/{f}" for f in ("config.json", "generation_config.json", "merges.txt",
-                                           "tokenizer.json", "tokenizer_config.json", "vocab.json"))]
-
+HUB_FILES = [
+    "configuration.json",
+    "config.yaml",
+    "model.pt",
+    "multilingual.tiktoken",
+    *(
+        f"Qwen3-0.6B/{f}"
+        for f in (
+            "config.json",
+            "generation_config.json",
+            "merges.txt",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "vocab.json",
+        )
+    ),
+]
 
 
 class PromptSpy:
@@ -83,10 +96,9 @@ def test_live_offline_and_funasr_agree(models_at, speech, nano):
     live = widget.segments
     assert len(live) == len(speech.intervals_ms)
     offline = transcribe(speech.samples, 16000, model="fun-asr-nano", vad="fsmn-vad", device="cpu")
-    assert [(s["start"], s["end"], s["text"]) for s in live] == \
-           [(s["start"], s["end"], s["text"]) for s in offline]
+    assert [(s["start"], s["end"], s["text"]) for s in live] == [(s["start"], s["end"], s["text"]) for s in offline]
     for seg in live:
-        audio = speech.samples[int(seg["start"] * 16000):int(seg["end"] * 16000)]
+        audio = speech.samples[int(seg["start"] * 16000) : int(seg["end"] * 16000)]
         direct = nano.model.generate(input=torch.from_numpy(audio), itn=True)[0]["text"]
         assert seg["text"] and seg["text"] == " ".join(direct.split())
 
@@ -95,8 +107,7 @@ def test_language_itn_and_hotwords_reach_the_prompt(models_at, nano, speech):
     """The options arrive in Fun-ASR-Nano's own words: the language as a word, the hotwords
     as its list, ITN off as the prompt's clause."""
     audio = speech.samples[: 2 * 16000]
-    engine = load_engine("fun-asr-nano", device="cpu", language="en", use_itn=False,
-                         hotword="FunASR widget")
+    engine = load_engine("fun-asr-nano", device="cpu", language="en", use_itn=False, hotword="FunASR widget")
     assert engine.model is nano.model  # the same loaded model: options apply per call
     with PromptSpy(nano.model.model) as spy:
         engine.transcribe(audio)
@@ -112,8 +123,7 @@ def test_language_itn_and_hotwords_reach_the_prompt(models_at, nano, speech):
 
 def test_options_through_the_widget_reach_the_model(models_at, nano, speech):
     with PromptSpy(nano.model.model) as spy:
-        widget = Transcriber(model="fun-asr-nano", vad="fsmn-vad", device="cpu", language="zh",
-                             hotword=["甲", "乙"])
+        widget = Transcriber(model="fun-asr-nano", vad="fsmn-vad", device="cpu", language="zh", hotword=["甲", "乙"])
         feed_live(widget, speech.samples)
         widget.close()
     assert len(spy.turns) >= len(widget.segments) == len(speech.intervals_ms)  # finals (+ partials)
@@ -156,8 +166,15 @@ def test_without_torchaudio_the_ctc_branch_is_off_and_says_so(models_at, nano):
 def test_nano_token_times_become_words():
     from funasr_widget.asr.timestamps import words
 
-    result = {"text": "你好", "timestamps": [{"token": "你", "start_time": 0.12, "end_time": 0.3, "score": 0.9},
-                                             {"token": "好", "start_time": 0.3, "end_time": 0.54, "score": 0.8}]}
-    assert words("FunASRNano", result, "你好") == [{"text": "你", "start": 0.12, "end": 0.3},
-                                                  {"text": "好", "start": 0.3, "end": 0.54}]
+    result = {
+        "text": "你好",
+        "timestamps": [
+            {"token": "你", "start_time": 0.12, "end_time": 0.3, "score": 0.9},
+            {"token": "好", "start_time": 0.3, "end_time": 0.54, "score": 0.8},
+        ],
+    }
+    assert words("FunASRNano", result, "你好") == [
+        {"text": "你", "start": 0.12, "end": 0.3},
+        {"text": "好", "start": 0.3, "end": 0.54},
+    ]
     assert words("FunASRNano", {"text": "你好"}, "你好") is None

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.timeout(300)
 def live_segments(model, samples):
     widget = Transcriber(model=model, vad="fsmn-vad", device="cpu")
     for i in range(0, len(samples), 1600):
-        widget.feed(samples[i:i + 1600])
+        widget.feed(samples[i : i + 1600])
     widget.feed(np.zeros(0, np.float32), final=True)
     assert widget.wait(timeout=240)
     widget.close()
@@ -67,8 +67,9 @@ def test_segments_wait_for_a_model_still_loading(models_at, speech, monkeypatch)
 
     models.release()  # a fresh load: the VAD cuts every segment before it finishes
     monkeypatch.setattr(segment, "CPU_BATCH_S", 300.0)
-    assert len(transcribe(speech.samples, 16000, model="sensevoice-small", vad="fsmn-vad",
-                          device="cpu")) == len(speech.intervals_ms)
+    assert len(transcribe(speech.samples, 16000, model="sensevoice-small", vad="fsmn-vad", device="cpu")) == len(
+        speech.intervals_ms
+    )
 
 
 def test_on_the_cpu_one_at_a_time_shortest_first(models_at, speech, monkeypatch):

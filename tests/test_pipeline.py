@@ -5,11 +5,10 @@ import re
 import time
 
 import pytest
+from feeding import feed_live, partials_mid_sentence
 
 from funasr_widget import Transcriber, transcribe
 from funasr_widget.asr import ModelLoadError, load_engine
-from feeding import feed_live, partials_mid_sentence
-
 
 
 def within(ms, known_ms, tolerance=300):
@@ -28,7 +27,7 @@ def test_one_segment_per_utterance_with_tight_boundaries(sensevoice, speech):
     assert sensevoice.model_state == "ready"
     segments = sensevoice.segments
     assert len(segments) == len(speech.intervals_ms)
-    for seg, (beg, end) in zip(segments, speech.intervals_ms):
+    for seg, (beg, end) in zip(segments, speech.intervals_ms, strict=False):
         assert within(seg["start"] * 1000, beg) and within(seg["end"] * 1000, end), (seg, beg, end)
     assert [s["id"] for s in segments] == list(range(len(segments)))
     assert sensevoice.text == " ".join(s["text"] for s in segments if s["text"])
@@ -44,7 +43,7 @@ def test_live_offline_and_funasr_agree(sensevoice, speech):
     engine = load_engine("sensevoice-small", device="cpu")
     assert engine.model is load_engine("sensevoice-small", device="cpu").model  # one model per kernel
     for seg in live:
-        samples = speech.samples[int(seg["start"] * 16000):int(seg["end"] * 16000)]
+        samples = speech.samples[int(seg["start"] * 16000) : int(seg["end"] * 16000)]
         direct = engine.model.generate(input=samples, language="auto", use_itn=True)[0]["text"]
         direct = " ".join(re.sub(r"<\|[^|]*\|>", "", direct).split())  # drop funasr's <|lang|> tags
         assert seg["text"] and seg["text"] == direct
@@ -104,10 +103,13 @@ def test_vad_parameters_take_effect_from_the_next_segment(models_at, speech):
     assert len(widget.segments) - before < before
 
 
-@pytest.mark.parametrize("model, device, words", [
-    ("/nonexistent/model-folder", "cpu", "no such folder"),
-    ("sensevoice-small", "cuda", "CUDA"),
-])
+@pytest.mark.parametrize(
+    "model, device, words",
+    [
+        ("/nonexistent/model-folder", "cpu", "no such folder"),
+        ("sensevoice-small", "cuda", "CUDA"),
+    ],
+)
 def test_model_failure_leaves_capture_and_vad_working(models_at, speech, model, device, words):
     started = time.monotonic()
     widget = Transcriber(model=model, vad="fsmn-vad", device=device)

@@ -9,7 +9,6 @@ skips them. The first tests need no server at all.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import ssl
@@ -42,7 +41,9 @@ def test_plain_http_to_another_host_is_refused_at_construction(url):
         Transcriber(model="custom", server=url, vad="energy")
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:9", "http://localhost:9/", "http://[::1]:9/v1", "http://127.3.2.1:9"])
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:9", "http://localhost:9/", "http://[::1]:9/v1", "http://127.3.2.1:9"]
+)
 def test_plain_http_to_loopback_is_allowed(url):
     assert check_options({"server": url})["server"].startswith("http://")
 
@@ -104,9 +105,11 @@ print("ok")
 def test_the_serve_command_checks_its_arguments(tmp_path, capsys):
     from funasr_widget import serve
 
-    for argv in (["--model-path", str(tmp_path / "missing")],
-                 ["--model-path", str(tmp_path), "--cert", str(tmp_path / "c.pem")],
-                 ["--model-path", str(tmp_path), "--replicas", "0"]):
+    for argv in (
+        ["--model-path", str(tmp_path / "missing")],
+        ["--model-path", str(tmp_path), "--cert", str(tmp_path / "c.pem")],
+        ["--model-path", str(tmp_path), "--replicas", "0"],
+    ):
         with pytest.raises(SystemExit) as exit_:
             serve.main(argv)
         assert exit_.value.code == 2
@@ -115,8 +118,15 @@ def test_the_serve_command_checks_its_arguments(tmp_path, capsys):
         serve.read_token(tmp_path / "bad-token")
     token = serve.read_token(tmp_path / "new-token")  # made, private
     assert serve.TOKEN_RE.match(token) and (tmp_path / "new-token").stat().st_mode & 0o077 == 0
-    conf = serve.nginx_config(tmp_path, listen="127.0.0.1", port=8443, upstreams=[9001, 9002], token=token,
-                              cert=tmp_path / "c.pem", key=tmp_path / "k.pem")
+    conf = serve.nginx_config(
+        tmp_path,
+        listen="127.0.0.1",
+        port=8443,
+        upstreams=[9001, 9002],
+        token=token,
+        cert=tmp_path / "c.pem",
+        key=tmp_path / "k.pem",
+    )
     assert f'"Bearer {token}" 1;' in conf and "client_max_body_size 20m" in conf
     assert conf.count("server 127.0.0.1:900") == 2 and 'proxy_set_header Authorization ""' in conf
 
@@ -126,8 +136,15 @@ def test_the_server_row_of_diagnose_takes_any_value():
 
     for junk in (None, 3, {"url": ["x"], "reachable": "yes", "rtt_ms": "fast"}, {"reachable": False}):
         assert server_check(junk).name == "ASR server"
-    row = server_check({"url": "https://a.org", "reachable": True, "authenticated": False, "token": True,
-                        "message": "Authentication failed"})
+    row = server_check(
+        {
+            "url": "https://a.org",
+            "reachable": True,
+            "authenticated": False,
+            "token": True,
+            "message": "Authentication failed",
+        }
+    )
     assert row.ok is False and "token refused" in row.detail
 
 
@@ -159,8 +176,16 @@ def stack(served_folder, tmp_path_factory):
     from funasr_widget.serve import Stack
 
     folder = tmp_path_factory.mktemp("stack")
-    s = Stack(served_folder, replicas=2, port=_free_port(), listen="127.0.0.1", token_file=folder / "token",
-              hostnames=["localhost", "127.0.0.1"], threads=1, folder=folder / "run")
+    s = Stack(
+        served_folder,
+        replicas=2,
+        port=_free_port(),
+        listen="127.0.0.1",
+        token_file=folder / "token",
+        hostnames=["localhost", "127.0.0.1"],
+        threads=1,
+        folder=folder / "run",
+    )
     s.start(timeout=240)
     s.token = (folder / "token").read_text().strip()
     try:
@@ -180,7 +205,7 @@ def local_models(model_store):
 
 def feed_live(target, samples: np.ndarray, final: bool = True) -> None:
     for i in range(0, len(samples), CHUNK):
-        target.feed(samples[i:i + CHUNK], 16_000, final=final and i + CHUNK >= len(samples))
+        target.feed(samples[i : i + CHUNK], 16_000, final=final and i + CHUNK >= len(samples))
 
 
 def quantised(samples: np.ndarray) -> np.ndarray:
@@ -254,8 +279,17 @@ def test_behind_nginx_with_tls_and_a_token_then_retranscribe(stack, reference, a
     rows = w.diagnose()
     row = next(r for r in rows if r.name == "ASR server")
     assert row.ok is True and "token accepted" in row.detail and "round trip" in row.detail
-    shown = " ".join([repr(w), str(rows), rows._repr_html_(), repr(w.model_info), w.status, repr(w.error),
-                      repr(w._live.recognizer.pipeline._engine)])
+    shown = " ".join(
+        [
+            repr(w),
+            str(rows),
+            rows._repr_html_(),
+            repr(w.model_info),
+            w.status,
+            repr(w.error),
+            repr(w._live.recognizer.pipeline._engine),
+        ]
+    )
     assert stack.token not in shown
     w.close()
 
@@ -273,8 +307,14 @@ def test_nginx_refuses_a_missing_or_wrong_token_before_funasr_sees_it(stack, aud
     wav = remote.wav_bytes(audio[: 3 * 16000])
     url = stack.url + "/v1/audio/transcriptions"
     for headers in ({}, {"Authorization": "Bearer wrong-token-0123456789"}, {"Authorization": stack.token}):
-        r = httpx.post(url, headers=headers, files={"file": ("a.wav", wav, "audio/wav")},
-                       data={"model": "custom"}, verify=ssl.create_default_context(cafile=str(stack.cert)), trust_env=False)
+        r = httpx.post(
+            url,
+            headers=headers,
+            files={"file": ("a.wav", wav, "audio/wav")},
+            data={"model": "custom"},
+            verify=ssl.create_default_context(cafile=str(stack.cert)),
+            trust_env=False,
+        )
         assert r.status_code == 401 and "bearer token" in r.text
     # The widget says what failed and how to give the token, and never shows it.
     for key in (None, "wrong-token-0123456789"):
@@ -362,7 +402,7 @@ def test_a_server_down_at_start_then_load_model_resumes(stack, reference, audio,
 
 def _feed_real_time(target, samples: np.ndarray) -> None:
     for i in range(0, len(samples), CHUNK):
-        target.feed(samples[i:i + CHUNK], 16_000, final=i + CHUNK >= len(samples))
+        target.feed(samples[i : i + CHUNK], 16_000, final=i + CHUNK >= len(samples))
         time.sleep(0.1)
 
 
@@ -373,10 +413,10 @@ def test_partials_over_the_wire_only_when_asked(stack, audio, local_models):
         w = Transcriber(server=stack.workers[0].url, vad="fsmn-vad", server_partials=asked)
         assert w.wait(60) and w.model_state == "ready"
         partials = []
-        w.observe(lambda change: partials.append(change["new"]), "partial")
+        w.observe(lambda change, partials=partials: partials.append(change["new"]), "partial")
         before = requests_seen(stack)
         for i in range(0, len(first), CHUNK):
-            w.feed(first[i:i + CHUNK], 16_000)
+            w.feed(first[i : i + CHUNK], 16_000)
             time.sleep(0.1)
         assert w.wait(30)
         assert bool([p for p in partials if p]) is asked

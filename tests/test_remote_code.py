@@ -45,12 +45,16 @@ def markers(tmp_path, monkeypatch):
 def plant(folder: Path, markers: Path, config_file: str = "config.yaml") -> Path:
     """Make ``folder``'s config ask funasr to import evil.py and pip-install a package."""
     config = yaml.safe_load((folder / config_file).read_text())
-    config.update(trust_remote_code=True, remote_code="./evil.py",
-                  # a nested switch of the kind funasr hands to transformers (Fun-ASR-Nano)
-                  llm_conf={"load_kwargs": {"trust_remote_code": True}})
+    config.update(
+        trust_remote_code=True,
+        remote_code="./evil.py",
+        # a nested switch of the kind funasr hands to transformers (Fun-ASR-Nano)
+        llm_conf={"load_kwargs": {"trust_remote_code": True}},
+    )
     (folder / config_file).write_text(yaml.safe_dump(config, sort_keys=False))
     (folder / "evil.py").write_text(
-        f"from pathlib import Path\nPath({str(markers / 'imported')!r}).write_text('ran')\n")
+        f"from pathlib import Path\nPath({str(markers / 'imported')!r}).write_text('ran')\n"
+    )
     (folder / "requirements.txt").write_text(NO_SUCH_PACKAGE + "\n")
     return folder
 
@@ -64,8 +68,7 @@ def evil_sensevoice(model_store, tmp_path, markers):
 
 def on_sys_path(folder: Path) -> list[str]:
     inside = {str(folder.resolve()), *(str(p) for p in folder.resolve().parents)}
-    return [p for p in sys.path if isinstance(p, str) and os.path.abspath(p) in inside
-            or p in ("./", ".")]
+    return [p for p in sys.path if isinstance(p, str) and os.path.abspath(p) in inside or p in ("./", ".")]
 
 
 def assert_nothing_ran(markers: Path, folder: Path, before: list[str]) -> None:
@@ -179,19 +182,29 @@ def folder_with(tmp_path: Path, config: dict) -> Path:
 
 def test_code_settings_switch_off_what_the_config_switches_on(tmp_path):
     _torch.auto_model_class()  # funasr's registry
-    folder = folder_with(tmp_path, {
-        "model": "SenseVoiceSmall", "trust_remote_code": True, "remote_code": "x.py",
-        "vad_model": "fsmn-vad", "punc_kwargs": {"model_path": "/elsewhere"},
-        "encoder_conf": {"deep": {"trust_remote_code": "yes"}, "other": 1}})
+    folder = folder_with(
+        tmp_path,
+        {
+            "model": "SenseVoiceSmall",
+            "trust_remote_code": True,
+            "remote_code": "x.py",
+            "vad_model": "fsmn-vad",
+            "punc_kwargs": {"model_path": "/elsewhere"},
+            "encoder_conf": {"deep": {"trust_remote_code": "yes"}, "other": 1},
+        },
+    )
     punc = tmp_path / "punc"
     shutil.copytree(folder, punc)
     settings = _torch.code_settings(folder, False, {"punc_model": str(punc)})
     assert settings["trust_remote_code"] is False and settings["remote_code"] is None
     assert settings["encoder_conf"] == {"deep": {"trust_remote_code": False}}  # merged over
     assert settings["vad_model"] is None and settings["spk_model"] is None
-    assert settings["punc_kwargs"] == {"model_path": str(punc), "trust_remote_code": False,
-                                       "remote_code": None,
-                                       "encoder_conf": {"deep": {"trust_remote_code": False}}}
+    assert settings["punc_kwargs"] == {
+        "model_path": str(punc),
+        "trust_remote_code": False,
+        "remote_code": None,
+        "encoder_conf": {"deep": {"trust_remote_code": False}},
+    }
     assert settings["vad_kwargs"] == {"trust_remote_code": False, "remote_code": None}
     # opted in: the folder's remote_code, taken in the folder (funasr: in the cwd)
     (folder / "x.py").write_text("")
@@ -201,11 +214,14 @@ def test_code_settings_switch_off_what_the_config_switches_on(tmp_path):
     assert "encoder_conf" not in settings
 
 
-@pytest.mark.parametrize("config", [
-    {"model": "GLMASR"},  # funasr loads it with transformers' trust_remote_code=True
-    {"model": "zai-org/GLM-ASR-Nano-2512"},  # the same class under another name
-    {"model": "SenseVoiceSmall", "tokenizer_conf": [{"trust_remote_code": True}]},
-])
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"model": "GLMASR"},  # funasr loads it with transformers' trust_remote_code=True
+        {"model": "zai-org/GLM-ASR-Nano-2512"},  # the same class under another name
+        {"model": "SenseVoiceSmall", "tokenizer_conf": [{"trust_remote_code": True}]},
+    ],
+)
 def test_configs_that_would_run_folder_code_anyway_are_refused(tmp_path, config):
     _torch.auto_model_class()
     folder = folder_with(tmp_path, config)
@@ -219,8 +235,10 @@ def test_forget_paths_keeps_what_others_added(monkeypatch, tmp_path):
     folder = tmp_path / "models" / "m"
     folder.mkdir(parents=True)
     before = ["/usr/lib/python3", str(folder)]  # already there: stays, once
-    monkeypatch.setattr(sys, "path", [*before, "/other/package", str(folder), "./",
-                                      str(tmp_path / "models"), str(tmp_path / "elsewhere")])
+    monkeypatch.setattr(
+        sys,
+        "path",
+        [*before, "/other/package", str(folder), "./", str(tmp_path / "models"), str(tmp_path / "elsewhere")],
+    )
     _torch._forget_paths(before, _torch._code_dirs(folder, {}))
-    assert sys.path == ["/usr/lib/python3", str(folder), "/other/package",
-                        str(tmp_path / "elsewhere")]
+    assert sys.path == ["/usr/lib/python3", str(folder), "/other/package", str(tmp_path / "elsewhere")]

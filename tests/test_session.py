@@ -22,8 +22,15 @@ def peak_hz(x, rate=RATE):
 
 
 def message(seq, samples, final=False):
-    header = {"type": "chunk", "seq": seq, "t": 0.0, "sample_rate": RATE, "dtype": "float32",
-              "n": len(samples), "final": final}
+    header = {
+        "type": "chunk",
+        "seq": seq,
+        "t": 0.0,
+        "sample_rate": RATE,
+        "dtype": "float32",
+        "n": len(samples),
+        "final": final,
+    }
     return header, [samples.astype("<f4").tobytes()]
 
 
@@ -42,7 +49,7 @@ def test_feed_in_pieces_matches_feed_at_once():
     whole.feed(x, 44100, final=True)
     pieces = AudioSession()
     bounds = [0, 128, 1000, 1001, 4410, 20000, len(x)]
-    for a, b in zip(bounds, bounds[1:]):
+    for a, b in zip(bounds, bounds[1:], strict=False):
         pieces.feed(x[a:b], 44100, final=b == len(x))
     np.testing.assert_allclose(pieces.recording.samples, whole.recording.samples, atol=1e-5)
 
@@ -116,7 +123,7 @@ def test_concurrent_receivers_lose_nothing():
         nonlocal next_seq
         while True:
             with ready:  # never run more than 4 chunks ahead of what was released
-                ready.wait_for(lambda: next_seq >= 400 or next_seq < session.chunks + 4)
+                ready.wait_for(lambda: next_seq >= 400 or next_seq < session.chunks + 4)  # noqa: B023 (nonlocal)
                 if next_seq >= 400:
                     return
                 seq, next_seq = next_seq, next_seq + 1
@@ -306,8 +313,14 @@ def test_every_rejection_is_counted_by_reason():
     session.count_rejected("unknown-type")
     stats = session.stats()
     assert stats["rejected"] == len(junk) + 1
-    assert stats["rejected_by"] == {"bad-buffer": 2, "bad-dtype": 1, "bad-header": 3, "bad-rate": 1,
-                                    "size-mismatch": 1, "unknown-type": 1}
+    assert stats["rejected_by"] == {
+        "bad-buffer": 2,
+        "bad-dtype": 1,
+        "bad-header": 3,
+        "bad-rate": 1,
+        "size-mismatch": 1,
+        "unknown-type": 1,
+    }
     assert stats["chunks"] == 0 and "dropped_seconds" in stats
 
 
@@ -320,11 +333,21 @@ def test_clipped_samples_are_counted():
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.parametrize("rate, error", [
-    ("16000", TypeError), (None, TypeError), (True, TypeError), ([16000], TypeError),
-    (16000.5, ValueError), (math.nan, ValueError), (math.inf, ValueError), (-16000, ValueError),
-    (10**400, ValueError), (0, ValueError),
-])
+@pytest.mark.parametrize(
+    "rate, error",
+    [
+        ("16000", TypeError),
+        (None, TypeError),
+        (True, TypeError),
+        ([16000], TypeError),
+        (16000.5, ValueError),
+        (math.nan, ValueError),
+        (math.inf, ValueError),
+        (-16000, ValueError),
+        (10**400, ValueError),
+        (0, ValueError),
+    ],
+)
 def test_feed_rejects_a_bad_rate_before_keeping_anything(rate, error):
     session = AudioSession()
     session.feed(tone(440, 44100, 0.5), 44100)

@@ -4,16 +4,14 @@ does not (a streaming Paraformer); to_dataframe(words=True) is the words table."
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
+from feeding import feed_live
 
 from funasr_widget import Transcriber, transcribe
 from funasr_widget.asr import load_engine
 from funasr_widget.asr.timestamps import units
-from feeding import feed_live
 
 pytestmark = pytest.mark.timeout(300)
-
 
 
 def test_units_are_characters_and_words():
@@ -56,6 +54,8 @@ def test_a_streaming_model_gives_no_words(models_at, speech):
 def test_timestamps_off_gives_no_words(models_at, speech):
     engine = load_engine("sensevoice-small", device="cpu", timestamps=False)
     assert not engine.gives_words
-    result = engine.transcribe(speech.samples[:2 * 16000])
+    result = engine.transcribe(speech.samples[: 2 * 16000])
     assert "words" not in result
-    assert result["text"] == load_engine("sensevoice-small", device="cpu").transcribe(speech.samples[:2 * 16000])["text"]
+    assert (
+        result["text"] == load_engine("sensevoice-small", device="cpu").transcribe(speech.samples[: 2 * 16000])["text"]
+    )

@@ -11,8 +11,15 @@ def send(widget, content, buffers=()):
 
 
 def chunk(seq, samples, final=False):
-    header = {"type": "chunk", "seq": seq, "t": 0.0, "sample_rate": 16000, "dtype": "float32",
-              "n": len(samples), "final": final}
+    header = {
+        "type": "chunk",
+        "seq": seq,
+        "t": 0.0,
+        "sample_rate": 16000,
+        "dtype": "float32",
+        "n": len(samples),
+        "final": final,
+    }
     return header, [samples.astype("<f4").tobytes()]
 
 
@@ -40,7 +47,9 @@ def test_bad_messages_never_raise_and_are_reported(widget):
     assert len(widget.audio) == 1600
 
 
-@pytest.mark.parametrize("browser, words", [("chrome", "Site settings"), ("firefox", "crossed-out"), ("safari", "Websites")])
+@pytest.mark.parametrize(
+    "browser, words", [("chrome", "Site settings"), ("firefox", "crossed-out"), ("safari", "Websites")]
+)
 def test_permission_error_hint_fits_the_browser(widget, browser, words):
     send(widget, {"type": "env", "browser": browser, "origin": "http://localhost:8888", "secure_context": True})
     send(widget, {"type": "error", "code": "permission-denied", "name": "NotAllowedError", "message": "denied"})
@@ -59,7 +68,15 @@ def test_insecure_origin_hint_names_localhost_and_the_port(widget):
 
 
 def test_every_capture_code_has_a_message_and_a_fix(widget):
-    for code in ["no-media-devices", "no-device", "device-busy", "overconstrained", "context-suspended", "capture-failed", "bogus"]:
+    for code in [
+        "no-media-devices",
+        "no-device",
+        "device-busy",
+        "overconstrained",
+        "context-suspended",
+        "capture-failed",
+        "bogus",
+    ]:
         send(widget, {"type": "error", "code": code, "message": "x"})
         assert widget.error["message"] and widget.error["hint"]
 

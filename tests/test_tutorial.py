@@ -32,10 +32,12 @@ def fake_builder(calls):
         calls.append(dest)
         place(dest, samples.TINY_NOTE)
         return dest
+
     return build
 
 
 # -- models ---------------------------------------------------------------------------
+
 
 def test_demo_model_picks_the_real_model_when_its_folder_exists(store):
     place(store / "sensevoice-small")
@@ -74,8 +76,9 @@ def test_demo_model_builds_a_loadable_tiny_model_when_none_is_present(store):
 def test_models_without_a_builder_fall_back_to_the_tiny_model_of_their_kind(store, monkeypatch):
     calls = []
     # Every registered ASR model has a builder now: take paraformer-zh's away to see the fallback.
-    monkeypatch.setattr(samples, "BUILDERS", {name: fake_builder(calls) for name in samples.BUILDERS
-                                              if name != "paraformer-zh"})
+    monkeypatch.setattr(
+        samples, "BUILDERS", {name: fake_builder(calls) for name in samples.BUILDERS if name != "paraformer-zh"}
+    )
     model, note = tutorial.demo_model("paraformer-zh")
     assert model == str(tutorial.tiny_dir() / "sensevoice-small")
     assert "paraformer-zh is not downloaded" in note and "sensevoice-small architecture" in note
@@ -110,6 +113,7 @@ def test_a_failed_build_leaves_no_half_model(store, monkeypatch):
 
 # -- VAD ------------------------------------------------------------------------------
 
+
 def test_demo_vad_uses_the_present_fsmn_vad(store):
     place(store / "fsmn-vad")
     assert tutorial.demo_vad().value == "fsmn-vad"
@@ -134,6 +138,7 @@ def test_demo_vad_falls_back_to_energy_offline(store, monkeypatch):
 
 # -- audio ----------------------------------------------------------------------------
 
+
 def test_demo_audio_without_a_recording_is_generated_speech():
     audio = tutorial.demo_audio()
     samples_, rate, note = audio  # unpacks as a 3-tuple
@@ -152,11 +157,14 @@ class Recorded:
         self.audio = audio
 
 
-@pytest.mark.parametrize("audio, says", [
-    (np.zeros(0, np.float32), "No recording yet"),
-    (np.full(8000, 0.1, np.float32), "The recording is too short (0.5 s)"),
-    (np.zeros(32000, np.float32), "The recording is silent (-120 dBFS)"),
-])
+@pytest.mark.parametrize(
+    "audio, says",
+    [
+        (np.zeros(0, np.float32), "No recording yet"),
+        (np.full(8000, 0.1, np.float32), "The recording is too short (0.5 s)"),
+        (np.zeros(32000, np.float32), "The recording is silent (-120 dBFS)"),
+    ],
+)
 def test_demo_audio_falls_back_and_says_why(audio, says):
     result = tutorial.demo_audio(Recorded(audio))
     assert result.note.startswith(says) and "espeak-ng" in result.note
@@ -181,7 +189,9 @@ def test_without_espeak_the_audio_is_synthetic_bursts_with_known_intervals(monke
     assert speech.samples.dtype == np.float32 and len(speech.intervals_ms) == 3
     vad = create_vad("energy")
     events = vad.accept(speech.samples, final=True)
-    found = list(zip([e.ms for e in events if e.kind == "start"], [e.ms for e in events if e.kind == "end"]))
+    found = list(
+        zip([e.ms for e in events if e.kind == "start"], [e.ms for e in events if e.kind == "end"], strict=False)
+    )
     assert len(found) == 3
-    for (beg, end), (true_beg, true_end) in zip(found, speech.intervals_ms):
+    for (beg, end), (true_beg, true_end) in zip(found, speech.intervals_ms, strict=False):
         assert beg <= true_beg + 100 and end >= true_end - 100

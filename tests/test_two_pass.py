@@ -3,23 +3,20 @@ model's final for each closed segment, replacing the partial; each final names i
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
+from feeding import feed_live
 
 from funasr_widget import Transcriber, transcribe
 from funasr_widget.asr import ModelLoadError, load_engine
 from funasr_widget.asr.two_pass import TwoPassEngine
 from funasr_widget.samples import HANZI
-from feeding import feed_live
 
 pytestmark = pytest.mark.timeout(300)
 
 
-
 @pytest.mark.parametrize("final_model", ["sensevoice-small", "fun-asr-nano"])
 def test_streaming_partials_then_the_segment_models_final(models_at, speech, final_model):
-    widget = Transcriber(model=final_model, partials_model="paraformer-zh-streaming", vad="fsmn-vad",
-                         device="cpu")
+    widget = Transcriber(model=final_model, partials_model="paraformer-zh-streaming", vad="fsmn-vad", device="cpu")
     assert widget.wait(timeout=120) and widget.model_state == "ready", widget.model_info
     events = []
     widget.observe(lambda c: events.append(("partial", c["new"])), "partial")
@@ -39,10 +36,12 @@ def test_streaming_partials_then_the_segment_models_final(models_at, speech, fin
     assert not any(set(s["text"]) <= set(HANZI) | {" "} for s in finals)
     # The finals are the segment model's own text: the same as offline, which skips the 1st pass.
     offline = transcribe(speech.samples, 16000, model=final_model, vad="fsmn-vad", device="cpu")
-    assert [(s["start"], s["end"], s["text"]) for s in widget.segments] == \
-           [(s["start"], s["end"], s["text"]) for s in offline]
-    both = transcribe(speech.samples, 16000, model=final_model, partials_model="paraformer-zh-streaming",
-                      vad="fsmn-vad", device="cpu")
+    assert [(s["start"], s["end"], s["text"]) for s in widget.segments] == [
+        (s["start"], s["end"], s["text"]) for s in offline
+    ]
+    both = transcribe(
+        speech.samples, 16000, model=final_model, partials_model="paraformer-zh-streaming", vad="fsmn-vad", device="cpu"
+    )
     assert [s["text"] for s in both] == [s["text"] for s in offline]
 
 

@@ -33,7 +33,7 @@ def make_vad(models_at):
 def feed(vad, samples, step=1600, final=True):
     events = []
     for i in range(0, len(samples), step):
-        events += vad.accept(samples[i:i + step], final=final and i + step >= len(samples))
+        events += vad.accept(samples[i : i + step], final=final and i + step >= len(samples))
     return events
 
 
@@ -119,8 +119,7 @@ def test_energy_threshold_is_a_parameter(speech):
 def test_every_backend_takes_every_common_parameter(make_vad):
     for name in BACKENDS:
         vad = make_vad(name, speech_threshold=None, energy_threshold_db=-50)
-        vad.set_params(end_silence_ms=500, speech_threshold=0.4, max_segment_s=20,
-                       energy_threshold_db=-40)
+        vad.set_params(end_silence_ms=500, speech_threshold=0.4, max_segment_s=20, energy_threshold_db=-40)
         assert vad.params["speech_threshold"] == 0.4
 
 
@@ -135,22 +134,26 @@ def test_bad_names_and_values():
         create_vad("energy", end_silence_ms=0)
 
 
-@pytest.mark.parametrize("name, close", [("silero-vad", "silero"), ("fsmn", "fsmn-vad"), ("FSMN-VAD", "fsmn-vad"),
-                                         ("Energy", "energy")])
+@pytest.mark.parametrize(
+    "name, close", [("silero-vad", "silero"), ("fsmn", "fsmn-vad"), ("FSMN-VAD", "fsmn-vad"), ("Energy", "energy")]
+)
 def test_a_misspelt_vad_name_names_the_close_match(name, close):
     with pytest.raises(ValueError, match=f"Did you mean '{close}'"):
         check_name(name)
 
 
-@pytest.mark.parametrize("params, error, words", [
-    ({"end_silence_ms": 50}, ValueError, "100 <= end_silence_ms"),
-    ({"end_silence_ms": "700"}, TypeError, "must be a number"),
-    ({"speech_threshold": 1.5}, ValueError, "0.0 < speech_threshold <= 1.0"),
-    ({"speech_threshold": float("nan")}, ValueError, "out of range"),
-    ({"max_segment_s": 0.5}, ValueError, "1.0 < max_segment_s"),
-    ({"energy_threshold_db": 10}, ValueError, "energy_threshold_db <= 0.0"),
-    ({"energy_threshold_db": True}, TypeError, "must be a number"),
-])
+@pytest.mark.parametrize(
+    "params, error, words",
+    [
+        ({"end_silence_ms": 50}, ValueError, "100 <= end_silence_ms"),
+        ({"end_silence_ms": "700"}, TypeError, "must be a number"),
+        ({"speech_threshold": 1.5}, ValueError, "0.0 < speech_threshold <= 1.0"),
+        ({"speech_threshold": float("nan")}, ValueError, "out of range"),
+        ({"max_segment_s": 0.5}, ValueError, "1.0 < max_segment_s"),
+        ({"energy_threshold_db": 10}, ValueError, "energy_threshold_db <= 0.0"),
+        ({"energy_threshold_db": True}, TypeError, "must be a number"),
+    ],
+)
 def test_parameters_out_of_range_say_what_is_accepted(params, error, words):
     with pytest.raises(error, match=re.escape(words)):
         check_params(**params)
@@ -198,14 +201,22 @@ def _events_and_silence(vad, samples, step):
     """Events, and trailing_silence_ms after each piece: what the pipeline reads."""
     events, silence = [], []
     for i in range(0, len(samples), step):
-        events += vad.accept(samples[i:i + step], final=i + step >= len(samples))
+        events += vad.accept(samples[i : i + step], final=i + step >= len(samples))
         silence.append(vad.trailing_silence_ms)
     return events, silence
 
 
-@pytest.mark.parametrize("params", [{}, {"end_silence_ms": 200}, {"end_silence_ms": 1500},
-                                    {"speech_threshold": 0.3}, {"speech_threshold": 0.85},
-                                    {"max_segment_s": 1.5}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"end_silence_ms": 200},
+        {"end_silence_ms": 1500},
+        {"speech_threshold": 0.3},
+        {"speech_threshold": 0.85},
+        {"max_segment_s": 1.5},
+    ],
+)
 def test_the_onnx_runtime_gives_funasrs_events(make_vad, speech, params):
     """Same events as funasr's FsmnVADStreaming for every way of cutting the input, and the
     same end-silence progress on the 100 ms grid, over two streams in a row (the clock

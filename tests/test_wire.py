@@ -227,8 +227,21 @@ def test_content_that_is_not_a_dict_is_a_bad_header(content):
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.parametrize("buffers", [["text" * 4], [16], [None], [[0.0] * 4], 7, "abcd" * 4, b"\0" * 16,
-                                     {"a": b"\0" * 16}, np.zeros(4, np.float32), [Weird()]])
+@pytest.mark.parametrize(
+    "buffers",
+    [
+        ["text" * 4],
+        [16],
+        [None],
+        [[0.0] * 4],
+        7,
+        "abcd" * 4,
+        b"\0" * 16,
+        {"a": b"\0" * 16},
+        np.zeros(4, np.float32),
+        [Weird()],
+    ],
+)
 def test_buffers_that_are_not_bytes_are_bad_buffers(buffers):
     with pytest.raises(WireError) as info:
         decode_chunk(header(), buffers)
@@ -240,8 +253,14 @@ def test_buffer_kinds_that_are_bytes_like_are_accepted():
     x = np.array([0.5, -0.25, 0.0, 1.0], "<f4")
     strided = np.zeros(8, "<f4")
     strided[::2] = x
-    for buf in (x.tobytes(), bytearray(x.tobytes()), memoryview(x), x, memoryview(x.tobytes()).cast("f"),
-                memoryview(strided)[::2]):
+    for buf in (
+        x.tobytes(),
+        bytearray(x.tobytes()),
+        memoryview(x),
+        x,
+        memoryview(x.tobytes()).cast("f"),
+        memoryview(strided)[::2],
+    ):
         assert np.array_equal(decode_chunk(header(), (buf,)).samples, x)
 
 

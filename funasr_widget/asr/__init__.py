@@ -15,13 +15,11 @@ import difflib
 import json
 import os
 from pathlib import Path
-from typing import Union
 
 from .. import _torch, models
 from .._torch import resolve_device
 from ..models import ModelLoadError, Progress
-from . import remote
-from . import nano
+from . import nano, remote
 from .base import LoadedModel
 from .device import load_with_fallback
 from .segment import SegmentEngine
@@ -32,14 +30,22 @@ from .two_pass import TwoPassEngine
 OPTIONS = {
     "language": ((str,), "language hint (SenseVoice: auto, zh, en, yue, ja, ko; Fun-ASR-Nano: a language name)"),
     "use_itn": ((bool,), "inverse text normalisation: punctuation and digits (SenseVoice, Fun-ASR-Nano)"),
-    "hotword": ((str, list, tuple), "words to favour: a space-separated string or a list of words "
-                                    "(SeACo-Paraformer, Fun-ASR-Nano)"),
+    "hotword": (
+        (str, list, tuple),
+        "words to favour: a space-separated string or a list of words (SeACo-Paraformer, Fun-ASR-Nano)",
+    ),
     "punctuation": ((bool,), "add punctuation with ct-punc (segment models)"),
     "trust_remote_code": ((bool,), "allow running Python code shipped in the model folder"),
-    "partials_model": ((str, os.PathLike), "2-pass: a streaming model (paraformer-zh-streaming) that "
-                                           "shows partial text while you speak; `model` writes the finals"),
-    "timestamps": ((bool,), "word times in each final's `words` (default on where the model gives them; "
-                            "off saves SenseVoice's CTC alignment, about a fifth of its decode)"),
+    "partials_model": (
+        (str, os.PathLike),
+        "2-pass: a streaming model (paraformer-zh-streaming) that "
+        "shows partial text while you speak; `model` writes the finals",
+    ),
+    "timestamps": (
+        (bool,),
+        "word times in each final's `words` (default on where the model gives them; "
+        "off saves SenseVoice's CTC alignment, about a fifth of its decode)",
+    ),
     # A remote engine (asr/remote.py): checked by check_remote_options, values never echoed.
     "server": ((str,), "an OpenAI-compatible ASR server's URL (funasr-server, vLLM): segments are sent there"),
     "api_key": ((str,), f"the server's bearer token (default: ${remote.TOKEN_ENV})"),
@@ -66,8 +72,10 @@ def check_options(options: dict) -> dict:
     if remote_options:
         local_only = sorted(k for k in NOT_REMOTE if options.get(k) is not None)
         if local_only:
-            raise TypeError(f"{', '.join(local_only)}: not available with server= (the server decides "
-                            "how it decodes; its API takes model and language)")
+            raise TypeError(
+                f"{', '.join(local_only)}: not available with server= (the server decides "
+                "how it decodes; its API takes model and language)"
+            )
     for name, value in options.items():
         if name in REMOTE_OPTIONS:
             continue
@@ -97,28 +105,32 @@ def architecture(path: Path) -> str:
             config = path / metas["config"]
         return str(yaml.safe_load(config.read_text())["model"])
     except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError) as exc:
-        raise ModelLoadError(f"Cannot read the model's config in {path}: {exc}",
-                             "Fetch or copy the model folder again.") from exc
+        raise ModelLoadError(
+            f"Cannot read the model's config in {path}: {exc}", "Fetch or copy the model folder again."
+        ) from exc
 
 
 def check_device(device) -> str:
     """`device` if it is spelt as a device; whether it exists is checked when loading."""
-    if isinstance(device, str) and (device in ("auto", "cpu", "cuda", "mps") or
-                                    device.startswith("cuda:") and device[5:].isdigit()):
+    if isinstance(device, str) and (
+        device in ("auto", "cpu", "cuda", "mps") or device.startswith("cuda:") and device[5:].isdigit()
+    ):
         return device
-    raise ValueError(f"Unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or "
-                     "(Apple silicon) 'mps'")
+    raise ValueError(f"Unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or (Apple silicon) 'mps'")
 
 
 def check_model(model) -> None:
     """A model argument must be a name, a hub id or a folder (str or path)."""
     if not isinstance(model, (str, os.PathLike)) or not str(model).strip():
-        raise TypeError(f"model must be a model name ({', '.join(models.REGISTRY)}), 'auto', a hub id "
-                        f"or a model folder's path; got {model!r}")
+        raise TypeError(
+            f"model must be a model name ({', '.join(models.REGISTRY)}), 'auto', a hub id "
+            f"or a model folder's path; got {model!r}"
+        )
 
 
-def load_engine(model: str, device: str = "auto", progress: Progress | None = None,
-                **options) -> Union[SegmentEngine, StreamingEngine]:
+def load_engine(
+    model: str, device: str = "auto", progress: Progress | None = None, **options
+) -> SegmentEngine | StreamingEngine:
     """Load (or download, then load) an ASR model. ``model``: a name from
     ``funasr_widget.models``, a hub id, or a model folder. ``options``: see OPTIONS.
 
@@ -146,18 +158,22 @@ def _two_pass(model, device: str, progress: Progress | None, options: dict) -> T
     partials_model = str(options.pop("partials_model"))
     first = load_engine(partials_model, device, progress)
     if not first.streaming:
-        raise ModelLoadError(f"partials_model={partials_model!r} is not a streaming model.",
-                             "Use a streaming model for the partials (paraformer-zh-streaming).")
+        raise ModelLoadError(
+            f"partials_model={partials_model!r} is not a streaming model.",
+            "Use a streaming model for the partials (paraformer-zh-streaming).",
+        )
     second = load_engine(model, device, progress, **options)
     if second.streaming:
-        raise ModelLoadError(f"model={str(model)!r} is a streaming model: in 2-pass recognition it "
-                             "is the partials_model.",
-                             f"Transcriber(model='sensevoice-small', partials_model={str(model)!r})")
+        raise ModelLoadError(
+            f"model={str(model)!r} is a streaming model: in 2-pass recognition it is the partials_model.",
+            f"Transcriber(model='sensevoice-small', partials_model={str(model)!r})",
+        )
     return TwoPassEngine(first, second)
 
 
-def _load(model: str, path: Path, device: str, progress: Progress | None, *,
-          punctuation: bool, trust_remote_code: bool) -> LoadedModel:
+def _load(
+    model: str, path: Path, device: str, progress: Progress | None, *, punctuation: bool, trust_remote_code: bool
+) -> LoadedModel:
     spec = models.spec(model)
     name = spec.name if spec else path.name
     arch = architecture(path)
@@ -165,8 +181,10 @@ def _load(model: str, path: Path, device: str, progress: Progress | None, *,
     if not _torch.registered(arch):
         code = sorted(p.name for p in path.glob("*.py"))
         if not code:
-            raise ModelLoadError(f"{path} holds a '{arch}' model, which the installed funasr "
-                                 "does not know.", "Upgrade funasr: pip install -U funasr")
+            raise ModelLoadError(
+                f"{path} holds a '{arch}' model, which the installed funasr does not know.",
+                "Upgrade funasr: pip install -U funasr",
+            )
         if not trust_remote_code:
             raise ModelLoadError(
                 f"{path} holds a '{arch}' model that funasr does not ship; the folder brings "
@@ -178,8 +196,9 @@ def _load(model: str, path: Path, device: str, progress: Progress | None, *,
         extra = {}  # _torch.auto_model imports the config's remote_code (inside the folder), else model.py
     if punctuation:
         if arch in STREAMING:
-            raise ModelLoadError(f"punctuation=True is for segment models, not {name}.",
-                                 "Punctuate the final segment texts instead.")
+            raise ModelLoadError(
+                f"punctuation=True is for segment models, not {name}.", "Punctuate the final segment texts instead."
+            )
         extra["punc_model"] = str(models.fetch("ct-punc", progress))
     if arch == nano.ARCHITECTURE:
         extra.update(nano.load_settings(path))  # the LLM folder by absolute path: never the hub
@@ -187,12 +206,21 @@ def _load(model: str, path: Path, device: str, progress: Progress | None, *,
         progress(None, f"loading {name} on {device}")
     # CUDA out of memory or failing to start: the CPU instead, with a note (asr/device.py).
     auto, device, notes = load_with_fallback(
-        lambda where: _torch.auto_model(path, where, trust_remote_code=trust_remote_code, **extra),
-        device, name)
+        lambda where: _torch.auto_model(path, where, trust_remote_code=trust_remote_code, **extra), device, name
+    )
     if arch == nano.ARCHITECTURE:
         notes += nano.after_load(auto)
     return LoadedModel(auto, name=name, path=path, device=device, architecture=arch, notes=tuple(notes))
 
 
-__all__ = ["ModelLoadError", "OPTIONS", "SegmentEngine", "StreamingEngine", "check_device",
-           "check_model", "check_options", "load_engine", "resolve_device"]
+__all__ = [
+    "ModelLoadError",
+    "OPTIONS",
+    "SegmentEngine",
+    "StreamingEngine",
+    "check_device",
+    "check_model",
+    "check_options",
+    "load_engine",
+    "resolve_device",
+]

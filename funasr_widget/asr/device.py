@@ -6,12 +6,22 @@ from __future__ import annotations
 
 import gc
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 # What torch says when CUDA itself fails (not the model): matched in the exception chain.
-CUDA_FAILURES = ("CUDA out of memory", "out of memory", "CUDA error", "CUDA driver",
-                 "no CUDA GPUs", "cudaErrorInitializationError", "NVIDIA driver",
-                 "CUDA-capable device", "CUBLAS_STATUS", "CUDNN_STATUS")
+CUDA_FAILURES = (
+    "CUDA out of memory",
+    "out of memory",
+    "CUDA error",
+    "CUDA driver",
+    "no CUDA GPUs",
+    "cudaErrorInitializationError",
+    "NVIDIA driver",
+    "CUDA-capable device",
+    "CUBLAS_STATUS",
+    "CUDNN_STATUS",
+)
 
 
 def cuda_failure(exc: BaseException) -> str | None:
@@ -23,9 +33,14 @@ def cuda_failure(exc: BaseException) -> str | None:
     cause: BaseException | None = exc
     while cause is not None and id(cause) not in seen:
         seen.add(id(cause))
-        if (oom and isinstance(cause, oom)) or (accelerator and isinstance(cause, accelerator)) or (
+        if (
+            (oom and isinstance(cause, oom))
+            or (accelerator and isinstance(cause, accelerator))
+            or (
                 isinstance(cause, (RuntimeError, AssertionError, OSError))
-                and any(words in str(cause) for words in CUDA_FAILURES)):
+                and any(words in str(cause) for words in CUDA_FAILURES)
+            )
+        ):
             return str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
         cause = cause.__cause__ or cause.__context__
     return None
@@ -53,7 +68,9 @@ def load_with_fallback(load: Callable[[str], Any], device: str, name: str) -> tu
     free_gpu()
     loaded = load("cpu")
     what = "ran out of GPU memory" if "out of memory" in reason.lower() else "could not use CUDA"
-    note = (f"{name} {what} on {device} ({reason}), so it runs on the CPU: slower. "
-            "Free GPU memory (models.release(), other notebooks' kernels) or fix the driver, "
-            "then load_model() again.")
+    note = (
+        f"{name} {what} on {device} ({reason}), so it runs on the CPU: slower. "
+        "Free GPU memory (models.release(), other notebooks' kernels) or fix the driver, "
+        "then load_model() again."
+    )
     return loaded, "cpu", [note]

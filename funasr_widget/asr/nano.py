@@ -20,8 +20,10 @@ from pathlib import Path
 ARCHITECTURE = "FunASRNano"
 # The widget's language codes (SenseVoice's) in the words Fun-ASR-Nano's prompt uses.
 LANGUAGE_NAMES = {"zh": "中文", "en": "英文", "ja": "日文", "yue": "粤语", "ko": "韩文"}
-NO_TORCHAUDIO = ("Word timestamps are off: Fun-ASR-Nano's CTC alignment needs torchaudio, which "
-                 "is not installed (pip install torchaudio, the build matching your torch).")
+NO_TORCHAUDIO = (
+    "Word timestamps are off: Fun-ASR-Nano's CTC alignment needs torchaudio, which "
+    "is not installed (pip install torchaudio, the build matching your torch)."
+)
 
 
 def language_name(language: str | None) -> str | None:
@@ -55,7 +57,7 @@ def load_settings(path: Path) -> dict:
         found = local((config.get(section) or {}).get("init_param_path"))
         if found:
             settings[section] = {"init_param_path": found}
-    ctc = ((config.get("dataset_conf") or {}).get("ctc_tokenizer_conf") or {})
+    ctc = (config.get("dataset_conf") or {}).get("ctc_tokenizer_conf") or {}
     vocab = local(ctc.get("vocab_path"))
     if vocab:
         settings["dataset_conf"] = {"ctc_tokenizer_conf": {"vocab_path": vocab}}

@@ -37,8 +37,10 @@ READ_TIMEOUT_S = (15.0, 1.0, 120.0)  # base + per second of audio, capped: the s
 PARTIAL_TIMEOUT_S = 2.0  # a partial that cannot come quickly is not worth waiting for
 RETRYABLE = {429, 502, 503, 504}
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
-_TOKEN_FIX = (f"Give the server's token as api_key=... or set the environment variable {TOKEN_ENV} "
-              "before starting the kernel (ask whoever runs the server for it).")
+_TOKEN_FIX = (
+    f"Give the server's token as api_key=... or set the environment variable {TOKEN_ENV} "
+    "before starting the kernel (ask whoever runs the server for it)."
+)
 _TAG = re.compile(r"<\|[^|]*\|>")
 
 
@@ -83,25 +85,27 @@ def check_server(server) -> str:
     """The server's base URL, normalised (no trailing slash, no /v1). Plain http:// only
     to this machine: anything else would send the token and the speech in clear text."""
     if not isinstance(server, str) or not server.strip():
-        raise TypeError(f"server must be the inference server's URL, like 'https://asr.example.org', "
-                        f"got {type(server).__name__}")
+        raise TypeError(
+            f"server must be the inference server's URL, like 'https://asr.example.org', got {type(server).__name__}"
+        )
     url = server.strip().rstrip("/")
     if url.endswith("/v1"):
         url = url[:-3]
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"server must be an http(s) URL with a host name, like 'https://asr.example.org', "
-                         f"got {url!r}")
+        raise ValueError(f"server must be an http(s) URL with a host name, like 'https://asr.example.org', got {url!r}")
     if parts.username or parts.password:
-        raise ValueError("server must not carry a user name or password in the URL; give the token "
-                         f"as api_key=... or ${TOKEN_ENV}")
+        raise ValueError(
+            f"server must not carry a user name or password in the URL; give the token as api_key=... or ${TOKEN_ENV}"
+        )
     if parts.query or parts.fragment:
         raise ValueError(f"server must be a base URL without ?query or #fragment, got {url!r}")
     if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise ValueError(
             f"Refusing plain http:// to {parts.hostname}: speech and the token would cross the network "
             "unencrypted. Use https:// (a TLS proxy such as nginx in front of the server: see "
-            "`python -m funasr_widget.serve`), or an SSH tunnel to http://127.0.0.1:PORT.")
+            "`python -m funasr_widget.serve`), or an SSH tunnel to http://127.0.0.1:PORT."
+        )
     return url
 
 
@@ -119,8 +123,10 @@ def check_remote_options(options: dict) -> dict:
     key = out.get("api_key")
     if key is not None and not isinstance(key, Secret):
         if not isinstance(key, str) or not key.strip():
-            raise TypeError(f"api_key must be the server's token as a non-empty str (or leave it out and set "
-                            f"${TOKEN_ENV}), got a {type(key).__name__}")
+            raise TypeError(
+                f"api_key must be the server's token as a non-empty str (or leave it out and set "
+                f"${TOKEN_ENV}), got a {type(key).__name__}"
+            )
         if any(c.isspace() for c in key.strip()) or not key.strip().isprintable():
             raise ValueError("api_key holds spaces or control characters: give the token alone")
         out["api_key"] = Secret(key.strip())
@@ -130,8 +136,9 @@ def check_remote_options(options: dict) -> dict:
             raise TypeError(f"ca_bundle must be the path of a PEM file of CA certificates, got {bundle!r}")
         path = Path(bundle).expanduser()
         if not path.is_file():
-            raise ValueError(f"ca_bundle {str(path)!r} is not a file: give the PEM file with your "
-                             "organisation's CA certificate(s)")
+            raise ValueError(
+                f"ca_bundle {str(path)!r} is not a file: give the PEM file with your organisation's CA certificate(s)"
+            )
         if b"-----BEGIN CERTIFICATE-----" not in path.read_bytes()[:1_000_000]:
             raise ValueError(f"ca_bundle {str(path)!r} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
         out["ca_bundle"] = str(path)
@@ -172,8 +179,17 @@ def _reason(response) -> str:
 class RemoteEngine(Decoder):
     """Same interface as SegmentEngine: ``transcribe(samples) -> {"text", ...}``."""
 
-    def __init__(self, server: str, model: str = DEFAULT_MODEL, *, api_key=None, ca_bundle=None,
-                 server_partials: bool = False, language: str | None = None, **_ignored):
+    def __init__(
+        self,
+        server: str,
+        model: str = DEFAULT_MODEL,
+        *,
+        api_key=None,
+        ca_bundle=None,
+        server_partials: bool = False,
+        language: str | None = None,
+        **_ignored,
+    ):
         import httpx
 
         self.url = check_server(server)
@@ -191,9 +207,14 @@ class RemoteEngine(Decoder):
         headers = {"Authorization": f"Bearer {api_key.reveal()}"} if api_key else {}
         # Certificates are always verified: against certifi's CAs, or the organisation's own.
         verify = ssl.create_default_context(cafile=str(ca_bundle)) if ca_bundle else True
-        self._client = httpx.Client(base_url=self.url, headers=headers, verify=verify,
-                                    timeout=httpx.Timeout(10.0, connect=CONNECT_TIMEOUT_S),
-                                    follow_redirects=False, trust_env=False)
+        self._client = httpx.Client(
+            base_url=self.url,
+            headers=headers,
+            verify=verify,
+            timeout=httpx.Timeout(10.0, connect=CONNECT_TIMEOUT_S),
+            follow_redirects=False,
+            trust_env=False,
+        )
         self.rtt_ms: float | None = None  # the last request's round trip
 
     def __repr__(self) -> str:
@@ -219,9 +240,11 @@ class RemoteEngine(Decoder):
             if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
                 raise RemoteError(
                     f"The server {self.url}'s TLS certificate is not trusted ({text[:200]}). If your "
-                    "organisation runs its own CA, pass ca_bundle='/path/to/ca.pem'.") from None
-            raise EngineUnavailable(f"the server {self.url} cannot be reached ({type(err).__name__}: "
-                                    f"{text[:200]})") from None
+                    "organisation runs its own CA, pass ca_bundle='/path/to/ca.pem'."
+                ) from None
+            raise EngineUnavailable(
+                f"the server {self.url} cannot be reached ({type(err).__name__}: {text[:200]})"
+            ) from None
         self.rtt_ms = (time.perf_counter() - t0) * 1000
         status = response.status_code
         if status in (401, 403):
@@ -237,31 +260,38 @@ class RemoteEngine(Decoder):
         try:
             response = self._request("GET", "/v1/models")
         except EngineUnavailable as err:
-            raise ModelLoadError(f"The ASR server cannot be reached: {err}.",
-                                 f"Start the server (python -m funasr_widget.serve ...) or check the URL "
-                                 f"{self.url}, then call load_model() again. Recording goes on meanwhile; "
-                                 "the segments get their text from retranscribe().",
-                                 code="server-unreachable") from None
+            raise ModelLoadError(
+                f"The ASR server cannot be reached: {err}.",
+                f"Start the server (python -m funasr_widget.serve ...) or check the URL "
+                f"{self.url}, then call load_model() again. Recording goes on meanwhile; "
+                "the segments get their text from retranscribe().",
+                code="server-unreachable",
+            ) from None
         except RemoteError as err:
             auth = "Authentication" in str(err)
-            raise ModelLoadError(str(err), _TOKEN_FIX if auth else
-                                 "Fix the server's address or certificate, then call load_model() again.",
-                                 code="server-auth" if auth else "server-tls") from None
+            raise ModelLoadError(
+                str(err),
+                _TOKEN_FIX if auth else "Fix the server's address or certificate, then call load_model() again.",
+                code="server-auth" if auth else "server-tls",
+            ) from None
         if response.status_code != 200:
-            raise ModelLoadError(f"The ASR server {self.url} answered GET /v1/models with HTTP "
-                                 f"{response.status_code}: {_reason(response)}",
-                                 "Is this an OpenAI-compatible speech server (funasr-server, vLLM)?",
-                                 code="server-failed")
+            raise ModelLoadError(
+                f"The ASR server {self.url} answered GET /v1/models with HTTP "
+                f"{response.status_code}: {_reason(response)}",
+                "Is this an OpenAI-compatible speech server (funasr-server, vLLM)?",
+                code="server-failed",
+            )
         try:
             served = [str(m.get("id")) for m in response.json().get("data", [])]
         except (ValueError, AttributeError):
             served = []
         if served and self.model not in served:
-            raise ModelLoadError(f"The ASR server {self.url} does not serve the model {self.model!r}; it "
-                                 f"serves {', '.join(served)}.",
-                                 "Pass model= one of those (funasr-server names its --model-path "
-                                 "folder 'custom'; vLLM uses the name it was started with).",
-                                 code="server-model")
+            raise ModelLoadError(
+                f"The ASR server {self.url} does not serve the model {self.model!r}; it serves {', '.join(served)}.",
+                "Pass model= one of those (funasr-server names its --model-path "
+                "folder 'custom'; vLLM uses the name it was started with).",
+                code="server-model",
+            )
         return {"models": served, "rtt_ms": self.rtt_ms}
 
     def transcribe_partial(self, samples: np.ndarray) -> dict:
@@ -277,13 +307,20 @@ class RemoteEngine(Decoder):
         timeout = PARTIAL_TIMEOUT_S if partial else min(base + per_s * seconds, cap)
         data = {"model": self.model, "response_format": "verbose_json", **self.options}
         audio = wav_bytes(samples)
-        response = self._request("POST", "/v1/audio/transcriptions", timeout=timeout, data=data,
-                                 files={"file": ("segment.wav", audio, "audio/wav")})
+        response = self._request(
+            "POST",
+            "/v1/audio/transcriptions",
+            timeout=timeout,
+            data=data,
+            files={"file": ("segment.wav", audio, "audio/wav")},
+        )
         status = response.status_code
         if status == 413:
-            raise RemoteError(f"The server refused a {seconds:.1f} s segment ({len(audio) // 1024} KB) as too "
-                              f"large (HTTP 413: {_reason(response)}): lower max_segment_s, or raise the "
-                              "proxy's client_max_body_size.")
+            raise RemoteError(
+                f"The server refused a {seconds:.1f} s segment ({len(audio) // 1024} KB) as too "
+                f"large (HTTP 413: {_reason(response)}): lower max_segment_s, or raise the "
+                "proxy's client_max_body_size."
+            )
         if status != 200:
             raise RemoteError(f"The server could not transcribe this segment (HTTP {status}: {_reason(response)})")
         try:
@@ -301,8 +338,7 @@ class RemoteEngine(Decoder):
 def probe(server: str, model: str = DEFAULT_MODEL, *, api_key=None, ca_bundle=None, **_ignored) -> dict:
     """For diagnose(): {url, reachable, authenticated, token, model, rtt_ms, message}; never raises,
     never holds the token."""
-    info = {"url": server, "reachable": None, "authenticated": None, "model": None, "rtt_ms": None,
-            "message": ""}
+    info = {"url": server, "reachable": None, "authenticated": None, "model": None, "rtt_ms": None, "message": ""}
     engine = None
     try:
         engine = RemoteEngine(server, model, api_key=api_key, ca_bundle=ca_bundle)
@@ -330,9 +366,10 @@ def probe(server: str, model: str = DEFAULT_MODEL, *, api_key=None, ca_bundle=No
 
 def load_remote(model: str, progress=None, **options) -> RemoteEngine:
     """A RemoteEngine whose server was checked (reachable, token taken, model served)."""
-    options = {**check_remote_options({k: options.get(k) for k in
-                                       ("server", "api_key", "ca_bundle", "server_partials")}),
-               **({"language": options["language"]} if options.get("language") else {})}
+    options = {
+        **check_remote_options({k: options.get(k) for k in ("server", "api_key", "ca_bundle", "server_partials")}),
+        **({"language": options["language"]} if options.get("language") else {}),
+    }
     name = DEFAULT_MODEL if model in (None, "auto") else str(model)
     if progress:
         progress(None, f"checking the ASR server {options['server']}")
@@ -345,5 +382,16 @@ def load_remote(model: str, progress=None, **options) -> RemoteEngine:
     return engine
 
 
-__all__ = ["DEFAULT_MODEL", "RemoteEngine", "RemoteError", "Secret", "TOKEN_ENV", "check_remote_options",
-           "check_server", "is_loopback", "load_remote", "probe", "wav_bytes"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "RemoteEngine",
+    "RemoteError",
+    "Secret",
+    "TOKEN_ENV",
+    "check_remote_options",
+    "check_server",
+    "is_loopback",
+    "load_remote",
+    "probe",
+    "wav_bytes",
+]

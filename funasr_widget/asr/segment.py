@@ -96,8 +96,9 @@ class SegmentEngine(Engine):
                 audio = [torch.from_numpy(batch[i]) for i in group]
                 try:
                     with self._lock:
-                        out = self.model.generate(input=audio, batch_size=len(audio), **self._generate,
-                                                  **self._timestamps)
+                        out = self.model.generate(
+                            input=audio, batch_size=len(audio), **self._generate, **self._timestamps
+                        )
                 except Exception:  # the batch failed (memory?): each alone, each its own fate
                     out = None
                 for n, i in enumerate(group):

@@ -43,6 +43,5 @@ class StreamingEngine(Engine):
         stream.pending, stream.size = [], 0
         with self._lock:
             # funasr keeps a step's remainder in the cache for the next call.
-            result = self.model.generate(input=chunk, cache=stream.cache, is_final=final,
-                                         **DECODING)
+            result = self.model.generate(input=chunk, cache=stream.cache, is_final=final, **DECODING)
         return str(result[0].get("text", "")) if result else ""

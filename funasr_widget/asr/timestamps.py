@@ -17,7 +17,7 @@ import re
 
 PARAFORMERS = {"Paraformer", "SeacoParaformer", "BiCifParaformer", "ContextualParaformer"}
 # One CJK character (Paraformer times each), or a run of other letters and digits (a word).
-_CJK = "\u3040-\u30FF\u3400-\u9FFF\uAC00-\uD7AF\uF900-\uFAFF"
+_CJK = "\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _UNIT = re.compile(f"[{_CJK}]|[^\\W_{_CJK}]+")
 
 
@@ -35,6 +35,7 @@ def units(text: str) -> list[str]:
 
 def words(architecture: str, result: dict, text: str) -> list[dict] | None:
     """The segment's words with their times, or None when this result has none."""
+
     def word(t, start, end) -> dict:
         return {"text": str(t), "start": round(float(start), 3), "end": round(float(end), 3)}
 
@@ -42,12 +43,12 @@ def words(architecture: str, result: dict, text: str) -> list[dict] | None:
         stamps = result.get("timestamp")
         tokens = units(text)
         if isinstance(stamps, list) and stamps and len(stamps) == len(tokens):
-            return [word(t, a / 1000, b / 1000) for t, (a, b) in zip(tokens, stamps)]
+            return [word(t, a / 1000, b / 1000) for t, (a, b) in zip(tokens, stamps, strict=False)]
         return None
     if architecture == "SenseVoiceSmall":
         stamps, said = result.get("timestamp"), result.get("words")
         if isinstance(stamps, list) and isinstance(said, list) and stamps and len(stamps) == len(said):
-            return [word(t, a / 1000, b / 1000) for t, (a, b) in zip(said, stamps)]
+            return [word(t, a / 1000, b / 1000) for t, (a, b) in zip(said, stamps, strict=False)]
         return None
     stamps = result.get("timestamps")  # Fun-ASR-Nano
     if isinstance(stamps, list) and stamps and all(isinstance(s, dict) for s in stamps):

@@ -23,8 +23,9 @@ def check_name(name) -> str:
         return name
     if not isinstance(name, str):
         raise TypeError(f"vad must be a string, one of {', '.join(NAMES)}; got {name!r}")
-    close = difflib.get_close_matches(name.lower(), NAMES, 1, cutoff=0.5) or \
-        [n for n in NAMES if name.lower().startswith(n.split("-")[0])]
+    close = difflib.get_close_matches(name.lower(), NAMES, 1, cutoff=0.5) or [
+        n for n in NAMES if name.lower().startswith(n.split("-")[0])
+    ]
     hint = f" Did you mean {close[0]!r}?" if close else ""
     raise ValueError(f"Unknown VAD {name!r}.{hint} Choose one of {', '.join(NAMES)}.")
 
@@ -44,8 +45,8 @@ def create_vad(name: str = "fsmn-vad", **params) -> Vad:
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
         if runtime != "funasr":
-            from . import fsmn_onnx
             from .. import models
+            from . import fsmn_onnx
 
             if runtime == "onnx" or fsmn_onnx.available(models.fetch(params.get("model", "fsmn-vad"))):
                 params.pop("device", None)  # onnxruntime runs it on the CPU: a 0.4M model
@@ -62,5 +63,4 @@ def create_vad(name: str = "fsmn-vad", **params) -> Vad:
     return EnergyVad(**params)
 
 
-__all__ = ["DEFAULTS", "NAMES", "RANGES", "Vad", "VadEvent", "accepted", "check_name",
-           "check_params", "create_vad"]
+__all__ = ["DEFAULTS", "NAMES", "RANGES", "Vad", "VadEvent", "accepted", "check_name", "check_params", "create_vad"]

@@ -14,7 +14,7 @@ network in the loop, so fsmn_rules.py restates that state machine over the score
 from __future__ import annotations
 
 import threading
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -50,9 +50,13 @@ class Segmenter:
             from .fsmn import FsmnVad
 
             threshold = params["speech_threshold"]
-            return fsmn_rules.decide(self._silence, self._opts,
-                                     FsmnVad.default_threshold if threshold is None else threshold,
-                                     params["end_silence_ms"], params["max_segment_s"])
+            return fsmn_rules.decide(
+                self._silence,
+                self._opts,
+                FsmnVad.default_threshold if threshold is None else threshold,
+                params["end_silence_ms"],
+                params["max_segment_s"],
+            )
         if self._vad is None:
             self._vad = create_vad(self.vad_name, **params)
             if self.vad_name == "silero":
@@ -66,7 +70,7 @@ class Segmenter:
 
 def _run(vad, samples: np.ndarray) -> list[Region]:
     events = vad.accept(samples, final=True)
-    return [(a.ms, b.ms) for a, b in zip(events[::2], events[1::2])]
+    return [(a.ms, b.ms) for a, b in zip(events[::2], events[1::2], strict=False)]
 
 
 class _Tape:
@@ -92,6 +96,7 @@ class _Tape:
 
 # -- FSMN-VAD ----------------------------------------------------------------------------
 
+
 def _fsmn_scores(samples: np.ndarray):
     """Run the real FsmnVad over the recording once, catching its network's output: the
     silence probability of each 10 ms frame. Returns those and the model's options."""
@@ -114,8 +119,10 @@ def _fsmn_scores(samples: np.ndarray):
 
 # -- comparing and drawing -----------------------------------------------------------------
 
-def frame_agreement(regions_a: Iterable[Region], regions_b: Iterable[Region], duration_ms: float,
-                    frame_ms: float = 10) -> float:
+
+def frame_agreement(
+    regions_a: Iterable[Region], regions_b: Iterable[Region], duration_ms: float, frame_ms: float = 10
+) -> float:
     """The fraction of frames (of `frame_ms`, over `duration_ms`) that both segmentations
     call the same: speech in both or in neither. A frame is speech when its middle lies in
     a region; frames whose middle is past the end do not count."""
@@ -130,7 +137,7 @@ def _frame_labels(regions: Iterable[Region], n: int, frame_ms: float) -> np.ndar
     labels = np.zeros(n, bool)
     for start, end in regions:
         # frames whose middle (i + 0.5) * frame_ms lies in [start, end)
-        labels[max(int(np.ceil(start / frame_ms - 0.5)), 0):max(int(np.ceil(end / frame_ms - 0.5)), 0)] = True
+        labels[max(int(np.ceil(start / frame_ms - 0.5)), 0) : max(int(np.ceil(end / frame_ms - 0.5)), 0)] = True
     return labels
 
 

@@ -7,7 +7,7 @@ import difflib
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Optional, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -17,8 +17,7 @@ SAMPLES_PER_MS = SAMPLE_RATE // 1000
 # The knobs every backend takes, with the widget's defaults: dictation wants a segment
 # closed soon after the speaker pauses (700 ms), cut at 30 s (segment models decode best
 # below that); speech_threshold None means the backend's own (fsmn 0.6, silero 0.5).
-DEFAULTS = {"end_silence_ms": 700, "speech_threshold": None, "max_segment_s": 30.0,
-            "energy_threshold_db": -45.0}
+DEFAULTS = {"end_silence_ms": 700, "speech_threshold": None, "max_segment_s": 30.0, "energy_threshold_db": -45.0}
 # name -> (type, low, high, low is allowed, meaning): what is accepted, checked where given.
 RANGES = {
     "end_silence_ms": (int, 100, 10_000, True, "ms of silence that closes a segment"),
@@ -41,8 +40,7 @@ def check_params(**params) -> dict:
     if unknown:
         close = {n: difflib.get_close_matches(n, RANGES, 1) for n in unknown}
         hints = "".join(f" ({n!r}: did you mean {c[0]!r}?)" for n, c in close.items() if c)
-        raise TypeError(f"Unknown VAD parameter(s) {unknown}{hints}; the parameters are "
-                        f"{', '.join(RANGES)}")
+        raise TypeError(f"Unknown VAD parameter(s) {unknown}{hints}; the parameters are {', '.join(RANGES)}")
     out = {}
     for name, value in params.items():
         kind, low, high, closed, _ = RANGES[name]
@@ -89,7 +87,7 @@ class BaseVad:
     segment's end, so one segment is never judged by two rules."""
 
     name = ""
-    default_threshold: Optional[float] = None
+    default_threshold: float | None = None
 
     def __init__(self, **params):
         self.params = self._checked({**DEFAULTS, **params})
@@ -172,8 +170,8 @@ class FramedVad(BaseVad):
         x = np.concatenate([self._rest, np.asarray(samples, np.float32).ravel()])
         n = len(x) // self.frame
         for k in range(n):
-            self._step(self._is_speech(x[k * self.frame:(k + 1) * self.frame]))
-        self._rest = x[n * self.frame:]
+            self._step(self._is_speech(x[k * self.frame : (k + 1) * self.frame]))
+        self._rest = x[n * self.frame :]
         if final:
             self._pos += len(self._rest)  # a partial last frame still counts as time
             self._rest = self._rest[:0]
@@ -199,8 +197,7 @@ class FramedVad(BaseVad):
             self._run += 1
             if self._run * self.frame >= self.MIN_SPEECH_MS * SAMPLES_PER_MS:
                 self._last = end
-                self._seg_start = max(self._first - self.PAD_START_MS * SAMPLES_PER_MS,
-                                      self._prev_end)
+                self._seg_start = max(self._first - self.PAD_START_MS * SAMPLES_PER_MS, self._prev_end)
                 self._emit("start", self._seg_start // SAMPLES_PER_MS)
             return
         if speech:

@@ -39,8 +39,7 @@ class FsmnVad(BaseVad):
         super().__init__(**params)
         device = _torch.resolve_device(device)
         path = models.fetch(model)
-        self._shared = _torch.shared(("fsmn-vad", str(path), device),
-                                     lambda: _SharedModel(path, device))
+        self._shared = _torch.shared(("fsmn-vad", str(path), device), lambda: _SharedModel(path, device))
         self._cache: dict = {}
         self._offset = 0  # samples fed through earlier caches (before a final flush)
         self._fed = 0  # samples fed through the current cache
@@ -68,10 +67,14 @@ class FsmnVad(BaseVad):
                 last = units <= MAX_STEP
                 stop = len(samples) if last else start + MAX_STEP * GRID - self._held
                 result = auto.generate(
-                    input=samples[start:stop], cache=self._cache, is_final=final and last,
+                    input=samples[start:stop],
+                    cache=self._cache,
+                    is_final=final and last,
                     chunk_size=max(min(units, MAX_STEP), 1) * GRID // SAMPLES_PER_MS,
-                    is_streaming_input=True, max_end_silence_time=p["end_silence_ms"],
-                    speech_noise_thres=p["speech_threshold"], dynamic_silence=False,
+                    is_streaming_input=True,
+                    max_end_silence_time=p["end_silence_ms"],
+                    speech_noise_thres=p["speech_threshold"],
+                    dynamic_silence=False,
                 )
                 values += result[0]["value"] if result else []
                 self._held = (self._held + stop - start) % GRID
@@ -113,4 +116,3 @@ class FsmnVad(BaseVad):
         self._cache = {}
         self._offset = self._fed = self._held = 0
         super().reset()
-

@@ -30,15 +30,18 @@ def available(folder: Path) -> bool:
     model.onnx next to the weights?"""
     import importlib.util
 
-    return ((Path(folder) / ONNX_FILE).is_file() and importlib.util.find_spec("onnxruntime") is not None
-            and importlib.util.find_spec("kaldi_native_fbank") is not None)
+    return (
+        (Path(folder) / ONNX_FILE).is_file()
+        and importlib.util.find_spec("onnxruntime") is not None
+        and importlib.util.find_spec("kaldi_native_fbank") is not None
+    )
 
 
 def read_cmvn(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """The shift and scale vectors of a Kaldi nnet-text am.mvn (<AddShift>, <Rescale>)."""
     lines = Path(path).read_text(encoding="utf-8").splitlines()
     found = {}
-    for tag, values in zip(lines, lines[1:]):
+    for tag, values in zip(lines, lines[1:], strict=False):
         words = values.split()
         if tag.split()[:1] in (["<AddShift>"], ["<Rescale>"]) and words[:1] == ["<LearnRateCoef>"]:
             found[tag.split()[0]] = np.array(words[3:-1], np.float32)
@@ -60,8 +63,9 @@ class _Model:
         self.shift, self.scale = read_cmvn(folder / "am.mvn")
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = options.inter_op_num_threads = threads
-        self.session = onnxruntime.InferenceSession(str(folder / ONNX_FILE), options,
-                                                    providers=["CPUExecutionProvider"])
+        self.session = onnxruntime.InferenceSession(
+            str(folder / ONNX_FILE), options, providers=["CPUExecutionProvider"]
+        )
         self.caches = [i for i in self.session.get_inputs() if i.name.startswith("in_cache")]
 
     def fbank_options(self):
@@ -87,11 +91,12 @@ class FsmnOnnxVad(BaseVad):
         super().__init__(**params)
         folder = models.fetch(model)
         if not available(folder):
-            raise FileNotFoundError(f"{folder} has no {ONNX_FILE}, or onnxruntime / kaldi-native-fbank "
-                                    "is not installed (pip install 'funasr-widget[remote]')")
+            raise FileNotFoundError(
+                f"{folder} has no {ONNX_FILE}, or onnxruntime / kaldi-native-fbank "
+                "is not installed (pip install 'funasr-widget[remote]')"
+            )
         # one session per folder in the process, listed and freed as models are (models.loaded())
-        self._model = _torch.shared(("fsmn-vad-onnx", str(folder), "cpu", threads),
-                                    lambda: _Model(folder, threads))
+        self._model = _torch.shared(("fsmn-vad-onnx", str(folder), "cpu", threads), lambda: _Model(folder, threads))
         self._lfr_m, self._lfr_n = int(self._model.frontend.get("lfr_m", 5)), int(self._model.frontend.get("lfr_n", 1))
         if self._lfr_n != 1:
             raise ValueError(f"{folder}: lfr_n {self._lfr_n} is not supported (FSMN-VAD uses 1)")
@@ -105,8 +110,9 @@ class FsmnOnnxVad(BaseVad):
         self._read = 0  # fbank frames taken so far
         self._frames: list[np.ndarray] = []  # fbank frames kept for splicing (lfr_m - 1 at most)
         self._spliced = 0  # LFR frames made so far
-        self._caches = [np.zeros([d if isinstance(d, int) else 1 for d in c.shape], np.float32)
-                        for c in self._model.caches]
+        self._caches = [
+            np.zeros([d if isinstance(d, int) else 1 for d in c.shape], np.float32) for c in self._model.caches
+        ]
         self._decisions = FsmnDecisions(self._model.opts)
         self._fed = 0
 
@@ -123,8 +129,9 @@ class FsmnOnnxVad(BaseVad):
         silence = self._score(self._splice(new, final))
         p = self.params
         origin = self._offset // SAMPLES_PER_MS
-        for kind, ms in self._decisions.push(silence, p["speech_threshold"], p["end_silence_ms"],
-                                             p["max_segment_s"], final):
+        for kind, ms in self._decisions.push(
+            silence, p["speech_threshold"], p["end_silence_ms"], p["max_segment_s"], final
+        ):
             self._emit(kind, origin + ms)
         if final:  # a new stream from here, as funasr starts a new cache
             self._offset += self._fed
@@ -141,7 +148,7 @@ class FsmnOnnxVad(BaseVad):
         if final and frames:
             frames = frames + [frames[-1]] * half
         count = max(len(frames) - m + 1, 0)  # each needs its right context
-        out = [np.concatenate(frames[i:i + m]) for i in range(count)]
+        out = [np.concatenate(frames[i : i + m]) for i in range(count)]
         self._spliced += count
         self._frames = frames[count:]  # the next one's left context and what it waits for
         if not out:
@@ -153,8 +160,11 @@ class FsmnOnnxVad(BaseVad):
             return np.zeros(0)
         m = self._model
         names = [o.name for o in m.session.get_outputs()]
-        inputs = {"speech": feats[None].astype(np.float32), **{c.name: v for c, v in zip(m.caches, self._caches)}}
-        outputs = dict(zip(names, m.session.run(names, inputs)))
+        inputs = {
+            "speech": feats[None].astype(np.float32),
+            **{c.name: v for c, v in zip(m.caches, self._caches, strict=False)},
+        }
+        outputs = dict(zip(names, m.session.run(names, inputs), strict=False))
         self._caches = [outputs["out" + c.name[2:]] for c in m.caches]
         return outputs["logits"][0, :, int(m.opts.sil_pdf_ids[0])].astype(np.float64)
 

@@ -11,7 +11,7 @@ funasr's own segments (tests/test_vad.py, tests/test_explorer.py).
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -46,8 +46,9 @@ class FsmnDecisions:
         self._start = -1
         self._last_speech = 0
 
-    def push(self, silence: Iterable[float], threshold: float, end_silence_ms: int,
-             max_segment_s: float, final: bool = False) -> list[tuple[str, int]]:
+    def push(
+        self, silence: Iterable[float], threshold: float, end_silence_ms: int, max_segment_s: float, final: bool = False
+    ) -> list[tuple[str, int]]:
         p = self._opts
         sil = np.asarray(silence, np.float64)
         if len(sil):
@@ -133,11 +134,12 @@ class FsmnDecisions:
             self._voice(cur)
 
 
-def decide(silence: np.ndarray, opts, threshold: float, end_silence_ms: int,
-           max_segment_s: float) -> list[tuple[int, int]]:
+def decide(
+    silence: np.ndarray, opts, threshold: float, end_silence_ms: int, max_segment_s: float
+) -> list[tuple[int, int]]:
     """The (start_ms, end_ms) segments of a whole recording's silence probabilities."""
     events = FsmnDecisions(opts).push(silence, threshold, end_silence_ms, max_segment_s, final=True)
-    return [(a[1], b[1]) for a, b in zip(events[::2], events[1::2])]
+    return [(a[1], b[1]) for a, b in zip(events[::2], events[1::2], strict=False)]
 
 
 __all__ = ["FsmnDecisions", "decide"]

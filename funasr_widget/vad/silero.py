@@ -21,9 +21,7 @@ def _load_model():
     try:
         from silero_vad import load_silero_vad
     except ImportError as exc:
-        raise ImportError(
-            "The 'silero' VAD needs the silero-vad package: pip install 'funasr-widget[silero]'"
-        ) from exc
+        raise ImportError("The 'silero' VAD needs the silero-vad package: pip install 'funasr-widget[silero]'") from exc
     finally:
         torch.set_num_threads(threads)  # importing silero_vad sets it to 1 process-wide
     with warnings.catch_warnings():  # its loader uses APIs deprecated in torch/importlib

@@ -33,11 +33,10 @@ INSECURE_HOST = "insecure.test"  # mapped to 127.0.0.1 inside Chromium only
 
 # The fake microphone: Chromium always reports it as 44.1 kHz stereo.
 MIC_RATE = 44_100
-SPEECH_TEXT = ("The quick brown fox jumps over the lazy dog. "
-               "Speech recognition runs live inside the notebook.")
-SPEECH_LEAD_S = 0.3      # digital silence before the speech
-MIC_FILE_S = 75.0        # long enough for the 60 s recording, played once (%noloop)
-NOISE_RMS = 5e-4         # about -66 dBFS: a quiet room, not digital silence
+SPEECH_TEXT = "The quick brown fox jumps over the lazy dog. Speech recognition runs live inside the notebook."
+SPEECH_LEAD_S = 0.3  # digital silence before the speech
+MIC_FILE_S = 75.0  # long enough for the 60 s recording, played once (%noloop)
+NOISE_RMS = 5e-4  # about -66 dBFS: a quiet room, not digital silence
 
 
 def check_installed(module_file: str) -> Path:
@@ -45,16 +44,22 @@ def check_installed(module_file: str) -> Path:
     python's site-packages and not in the source tree; return the package folder."""
     package = Path(module_file).resolve().parent
     site = Path(sysconfig.get_paths()["purelib"]).resolve()
-    assert package.is_relative_to(site) and not package.is_relative_to(REPO / "funasr_widget"), \
+    assert package.is_relative_to(site) and not package.is_relative_to(REPO / "funasr_widget"), (
         f"funasr_widget was imported from {package}, not from the installed copy in {site}"
+    )
     return package
 
 
 def chromium_flags(wav: Path, grant_mic: bool = True) -> list[str]:
     """The flags from DESIGN.md 'Browser facts'. grant_mic=False leaves the permission to the test."""
     flags = [
-        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-quic",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-quic",
         "--use-fake-device-for-media-stream",
         f"--use-file-for-fake-audio-capture={wav}%noloop",
         f"--host-resolver-rules=MAP {INSECURE_HOST} 127.0.0.1",
@@ -69,11 +74,12 @@ def chromium_flags(wav: Path, grant_mic: bool = True) -> list[str]:
 
 # -- test audio -----------------------------------------------------------------------------------
 
+
 @dataclass
 class SpeechFile:
-    path: Path                # 44.1 kHz stereo 16-bit WAV the fake microphone plays
-    reference: np.ndarray     # the same audio, mono float32 at 16 kHz
-    speech_s: float           # length of the spoken part
+    path: Path  # 44.1 kHz stereo 16-bit WAV the fake microphone plays
+    reference: np.ndarray  # the same audio, mono float32 at 16 kHz
+    speech_s: float  # length of the spoken part
 
 
 def _read_wav(path: Path) -> tuple[np.ndarray, int]:
@@ -86,11 +92,17 @@ def _read_wav(path: Path) -> tuple[np.ndarray, int]:
 def make_speech(folder: Path) -> SpeechFile:
     """espeak-ng speech, converted by sox to the fake device's format, with a faint noise floor."""
     raw = folder / "espeak.wav"
-    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-a", "150", "-w", str(raw), SPEECH_TEXT],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["espeak-ng", "-v", "en-us", "-s", "150", "-a", "150", "-w", str(raw), SPEECH_TEXT],
+        check=True,
+        capture_output=True,
+    )
     voiced = folder / "voiced.wav"
-    subprocess.run(["sox", str(raw), "-r", str(MIC_RATE), "-c", "2", "-b", "16", str(voiced),
-                    "pad", str(SPEECH_LEAD_S), "0"], check=True, capture_output=True)
+    subprocess.run(
+        ["sox", str(raw), "-r", str(MIC_RATE), "-c", "2", "-b", "16", str(voiced), "pad", str(SPEECH_LEAD_S), "0"],
+        check=True,
+        capture_output=True,
+    )
     x, rate = _read_wav(voiced)
     assert rate == MIC_RATE
     speech_s = len(x) / rate - SPEECH_LEAD_S
@@ -109,8 +121,8 @@ def reference_16k(path: Path) -> np.ndarray:
 
 @dataclass
 class Utterances:
-    path: Path                              # 44.1 kHz stereo 16-bit WAV the fake microphone plays
-    reference: np.ndarray                   # the same audio, mono float32 at 16 kHz
+    path: Path  # 44.1 kHz stereo 16-bit WAV the fake microphone plays
+    reference: np.ndarray  # the same audio, mono float32 at 16 kHz
     intervals_s: list[tuple[float, float]]  # where each sentence is loud, in seconds of the file
 
 
@@ -118,23 +130,33 @@ def _loud_span(x: np.ndarray, rate: int, below_peak_db: float = 35.0) -> tuple[i
     """First and last sample of the 10 ms frames within `below_peak_db` of the loudest one."""
     hop = rate // 100
     frames = x[: len(x) // hop * hop].reshape(-1, hop)
-    rms = np.sqrt(np.mean(frames ** 2, axis=1))
+    rms = np.sqrt(np.mean(frames**2, axis=1))
     loud = np.flatnonzero(rms > rms.max() * 10 ** (-below_peak_db / 20))
     return int(loud[0]) * hop, int(loud[-1] + 1) * hop
 
 
-def make_utterances(folder: Path, sentences: list[str], lead_s: float = 0.5, gap_s: float = 1.5,
-                    total_s: float = 30.0, noise_rms: float = NOISE_RMS) -> Utterances:
+def make_utterances(
+    folder: Path,
+    sentences: list[str],
+    lead_s: float = 0.5,
+    gap_s: float = 1.5,
+    total_s: float = 30.0,
+    noise_rms: float = NOISE_RMS,
+) -> Utterances:
     """One espeak-ng utterance per sentence, `lead_s` of silence before the first and `gap_s`
     between them, a faint noise floor throughout, padded to `total_s` (play it with %noloop)."""
     rate = MIC_RATE
     parts, intervals, pos = [np.zeros(int(lead_s * rate), np.float32)], [], int(lead_s * rate)
     for i, sentence in enumerate(sentences):
         raw, wav = folder / f"utterance{i}.espeak.wav", folder / f"utterance{i}.wav"
-        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-a", "150", "-w", str(raw), sentence],
-                       check=True, capture_output=True)
-        subprocess.run(["sox", str(raw), "-r", str(rate), "-c", "1", "-b", "16", str(wav)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["espeak-ng", "-v", "en-us", "-s", "150", "-a", "150", "-w", str(raw), sentence],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            ["sox", str(raw), "-r", str(rate), "-c", "1", "-b", "16", str(wav)], check=True, capture_output=True
+        )
         x, got = _read_wav(wav)
         assert got == rate
         x = x[:, 0]
@@ -165,12 +187,13 @@ def align(recorded: np.ndarray, reference: np.ndarray) -> tuple[int, float]:
     n = min(len(rec) - r0, len(ref) - f0)
     if n <= 0:
         return lag, 0.0
-    a, b = rec[r0:r0 + n], ref[f0:f0 + n]
+    a, b = rec[r0 : r0 + n], ref[f0 : f0 + n]
     denom = np.sqrt(np.dot(a, a) * np.dot(b, b))
     return lag, float(np.dot(a, b) / denom) if denom > 0 else 0.0
 
 
 # -- the JupyterLab server ------------------------------------------------------------------------
+
 
 class KernelError(RuntimeError):
     pass
@@ -220,7 +243,7 @@ class Kernel:
         marker = "@@kernel-eval@@"
         text = self.exec(f"import json as _fw_json\nprint({marker!r} + _fw_json.dumps({expr}, default=str))", timeout)
         line = [ln for ln in text.splitlines() if ln.startswith(marker)][-1]
-        return json.loads(line[len(marker):])
+        return json.loads(line[len(marker) :])
 
     def close(self) -> None:
         self.client.stop_channels()
@@ -250,9 +273,11 @@ class LabServer:
 
     def api(self, method: str, path: str, body=None):
         req = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{path}", method=method,
+            f"http://127.0.0.1:{self.port}{path}",
+            method=method,
             data=None if body is None else json.dumps(body).encode(),
-            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"})
+            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(req, timeout=10) as resp:
             data = resp.read()
             return json.loads(data) if data else None
@@ -266,8 +291,11 @@ class LabServer:
         import nbformat
 
         nb = nbformat.v4.new_notebook()
-        nb.metadata["kernelspec"] = {"name": KERNEL_NAME, "display_name": "Python 3 (funasr-widget tests)",
-                                    "language": "python"}
+        nb.metadata["kernelspec"] = {
+            "name": KERNEL_NAME,
+            "display_name": "Python 3 (funasr-widget tests)",
+            "language": "python",
+        }
         nb.cells = [nbformat.v4.new_code_cell(src) for src in cells]
         path = self.root / name
         nbformat.write(nb, str(path))
@@ -328,7 +356,7 @@ class NotebookPage:
         self.page = None
 
     # lifecycle
-    def open(self, timeout_ms: float = 90_000) -> "NotebookPage":
+    def open(self, timeout_ms: float = 90_000) -> NotebookPage:
         self.context = self.browser.new_context(viewport={"width": 1280, "height": 900})
         if self.setup is not None:
             self.setup(self.context)
@@ -345,13 +373,17 @@ class NotebookPage:
 
     def app_name(self) -> str:
         """The front end serving the page ("JupyterLab", "Jupyter Notebook"), from its page config."""
-        return self.page.evaluate("() => JSON.parse(document.getElementById('jupyter-config-data').textContent).appName")
+        return self.page.evaluate(
+            "() => JSON.parse(document.getElementById('jupyter-config-data').textContent).appName"
+        )
 
     def wait_ready(self, timeout_ms: float = 90_000) -> None:
         """The notebook is shown, its kernel started and connected, and idle."""
         page = self.page
         page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=timeout_ms)
-        page.locator(".jp-NotebookPanel-toolbar .jp-KernelName").filter(has_text="Python 3").wait_for(timeout=timeout_ms)
+        page.locator(".jp-NotebookPanel-toolbar .jp-KernelName").filter(has_text="Python 3").wait_for(
+            timeout=timeout_ms
+        )
         self.lab.kernel(self.name, timeout=timeout_ms / 1000)
         self.wait_idle(timeout_ms)
 
@@ -422,13 +454,18 @@ class NotebookPage:
 
     def meter_percent(self) -> float:
         """The level meter's fill, in % of the meter (from its style width, else its box)."""
-        return self.widget().locator(".fw-meter-fill").evaluate(
-            """el => {
+        return (
+            self.widget()
+            .locator(".fw-meter-fill")
+            .evaluate(
+                """el => {
                  const w = el.style.width;
                  if (w && w.endsWith('%')) return parseFloat(w);
                  const p = el.parentElement.getBoundingClientRect().width;
                  return p ? 100 * el.getBoundingClientRect().width / p : 0;
-               }""")
+               }"""
+            )
+        )
 
 
 def wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.1):

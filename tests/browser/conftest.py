@@ -34,9 +34,17 @@ import urllib.error
 from pathlib import Path
 
 import pytest
-
 from browser_harness import (
-    ARTIFACTS, CHROMIUM, FRONTEND, INSTALLED, KERNEL_NAME, LabServer, NotebookPage, SpeechFile, check_installed, chromium_flags,
+    ARTIFACTS,
+    CHROMIUM,
+    FRONTEND,
+    INSTALLED,
+    KERNEL_NAME,
+    LabServer,
+    NotebookPage,
+    SpeechFile,
+    check_installed,
+    chromium_flags,
     make_speech,
 )
 
@@ -79,6 +87,7 @@ def _skip_reason() -> str | None:
     try:
         import jupyterlab  # noqa: F401
         import playwright  # noqa: F401
+
         if FRONTEND == "notebook":
             import notebook  # noqa: F401
     except ImportError as err:
@@ -120,18 +129,23 @@ def lab(tmp_path_factory):
         paths = [p for p in paths if Path(p).resolve() != LabServer.REPO]
     else:
         paths.insert(0, str(LabServer.REPO))
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (funasr-widget tests)",
-        "language": "python",
-        "env": {"PYTHONPATH": os.pathsep.join(paths)},
-        "metadata": {"debugger": False},
-    }))
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "Python 3 (funasr-widget tests)",
+                "language": "python",
+                "env": {"PYTHONPATH": os.pathsep.join(paths)},
+                "metadata": {"debugger": False},
+            }
+        )
+    )
     # No news / update pop-ups over the notebook.
     notif = dirs["settings"] / "@jupyterlab" / "apputils-extension"
     notif.mkdir(parents=True)
-    (notif / "notification.jupyterlab-settings").write_text(json.dumps(
-        {"fetchNews": "false", "checkForUpdates": False, "doNotDisturbMode": True}))
+    (notif / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False, "doNotDisturbMode": True})
+    )
 
     port, token = _free_port(), secrets.token_hex(16)
     env = dict(os.environ)
@@ -147,15 +161,37 @@ def lab(tmp_path_factory):
     log = open(log_path, "wb")
     app = "JupyterNotebookApp" if FRONTEND == "notebook" else "LabApp"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", FRONTEND, "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-         "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
-         "--ServerApp.allow_remote_access=True", f"--ServerApp.root_dir={dirs['root']}",
-         f"--{app}.user_settings_dir={dirs['settings']}", f"--{app}.workspaces_dir={dirs['workspaces']}"]
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            FRONTEND,
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={token}",
+            "--ServerApp.allow_remote_access=True",
+            f"--ServerApp.root_dir={dirs['root']}",
+            f"--{app}.user_settings_dir={dirs['settings']}",
+            f"--{app}.workspaces_dir={dirs['workspaces']}",
+        ]
         + (["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []),
-        cwd=dirs["root"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=dirs["root"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
-    server = LabServer(port=port, token=token, root=dirs["root"], runtime_dir=dirs["runtime"],
-                       log_path=log_path, proc=proc, frontend=FRONTEND)
+    server = LabServer(
+        port=port,
+        token=token,
+        root=dirs["root"],
+        runtime_dir=dirs["runtime"],
+        log_path=log_path,
+        proc=proc,
+        frontend=FRONTEND,
+    )
     reporter = ("jupyter server log (tail)", lambda: server.log_tail())
     _FAILURE_REPORTERS.append(reporter)
     try:
@@ -166,9 +202,11 @@ def lab(tmp_path_factory):
             try:
                 server.api("GET", "/api/status")
                 break
-            except (urllib.error.URLError, ConnectionError, OSError):
+            except (urllib.error.URLError, ConnectionError, OSError) as err:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"jupyter {FRONTEND} did not answer /api/status in 90 s:\n{server.log_tail()}")
+                    raise RuntimeError(
+                        f"jupyter {FRONTEND} did not answer /api/status in 90 s:\n{server.log_tail()}"
+                    ) from err
                 time.sleep(0.3)
         yield server
     finally:
@@ -208,8 +246,8 @@ def launch_browser(playwright_driver, speech):
 
     def launch(grant_mic: bool = True, wav=None):
         browser = playwright_driver.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=chromium_flags(wav or speech.path, grant_mic=grant_mic))
+            executable_path=CHROMIUM, headless=True, args=chromium_flags(wav or speech.path, grant_mic=grant_mic)
+        )
         opened.append(browser)
         return browser
 
@@ -249,4 +287,3 @@ def notebook(lab, request):
         if getattr(page, "reporter", None) in _FAILURE_REPORTERS:
             _FAILURE_REPORTERS.remove(page.reporter)
         page.close()
-

@@ -16,7 +16,6 @@ import time
 
 import numpy as np
 import pytest
-
 from browser_harness import ARTIFACTS, INSECURE_HOST, align, wait_for
 
 pytestmark = pytest.mark.browser
@@ -30,6 +29,7 @@ CELLS = [
 
 
 # -- small steps -------------------------------------------------------------------------------
+
 
 def open_widget(notebook, browser, name, host="127.0.0.1"):
     nb = notebook(browser, name, CELLS, host=host)
@@ -87,7 +87,9 @@ def fetch_audio(kernel, tmp_path) -> np.ndarray:
 def report(name: str, figures: dict) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / f"latency-{name}.json").write_text(json.dumps(figures, indent=2))
-    print(f"\n[{name}] " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items()))
+    print(
+        f"\n[{name}] " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items())
+    )
 
 
 def record_for(nb, kernel, duration_s: float, screenshot: str | None = None) -> dict:
@@ -106,11 +108,17 @@ def record_for(nb, kernel, duration_s: float, screenshot: str | None = None) -> 
             shot = nb.screenshot(screenshot)
         time.sleep(0.25)
     click_record(nb, "Record")
-    return {"meter": meter, "clocks": clocks, "recording_seen": recording_seen, "screenshot": shot,
-            "wall_s": time.monotonic() - started}
+    return {
+        "meter": meter,
+        "clocks": clocks,
+        "recording_seen": recording_seen,
+        "screenshot": shot,
+        "wall_s": time.monotonic() - started,
+    }
 
 
 # -- the tests ---------------------------------------------------------------------------------
+
 
 def test_record_speech(lab, mic_browser, notebook, speech, tmp_path):
     """5 s of espeak speech through the fake microphone arrive intact in the kernel."""
@@ -123,9 +131,12 @@ def test_record_speech(lab, mic_browser, notebook, speech, tmp_path):
     audio = fetch_audio(kernel, tmp_path)
     lag, corr = align(audio, speech.reference)
     lat = latency_figures(kernel)
-    report("5s", {**lat, "lag_samples": lag, "correlation": corr, "seconds": len(audio) / RATE,
-                  "chunks": stats["chunks"]})
-    print(f"status after stop: {status!r}\nstats: {stats}\nmeter samples: {[round(m) for m in run['meter']]}\nclock: {run['clocks'][0]} .. {run['clocks'][-1]}")
+    report(
+        "5s", {**lat, "lag_samples": lag, "correlation": corr, "seconds": len(audio) / RATE, "chunks": stats["chunks"]}
+    )
+    print(
+        f"status after stop: {status!r}\nstats: {stats}\nmeter samples: {[round(m) for m in run['meter']]}\nclock: {run['clocks'][0]} .. {run['clocks'][-1]}"
+    )
 
     # the kernel saw the take start and end
     assert any(run["recording_seen"]), f"w.recording never became True while recording: {run['recording_seen']}"
@@ -179,8 +190,9 @@ def test_insecure_origin(lab, mic_browser, notebook):
     box = widget.locator(".fw-error")
     box.wait_for(state="visible", timeout=10_000)
     # the kernel's text (with the hint from diagnose.py), not the local fallback
-    wait_for(lambda: "localhost" in widget.locator(".fw-error-hint").inner_text(), 10,
-             "the error hint to mention localhost")
+    wait_for(
+        lambda: "localhost" in widget.locator(".fw-error-hint").inner_text(), 10, "the error hint to mention localhost"
+    )
     message = widget.locator(".fw-error-message").inner_text()
     hint = widget.locator(".fw-error-hint").inner_text()
     nb.screenshot("error-insecure-context.png")
@@ -201,8 +213,11 @@ def test_permission_denied(lab, launch_browser, notebook):
         widget = nb.widget()
         widget.locator(".fw-record").click()
         widget.locator(".fw-error").wait_for(state="visible", timeout=10_000)
-        wait_for(lambda: "Site settings" in widget.locator(".fw-error-hint").inner_text(), 10,
-                 "the Chrome fix in the error hint")
+        wait_for(
+            lambda: "Site settings" in widget.locator(".fw-error-hint").inner_text(),
+            10,
+            "the Chrome fix in the error hint",
+        )
         message = widget.locator(".fw-error-message").inner_text()
         hint = widget.locator(".fw-error-hint").inner_text()
         nb.screenshot("error-permission-denied.png")
@@ -244,9 +259,11 @@ def test_reload_mid_recording(lab, mic_browser, notebook):
     nb.wait_widget()
     assert "Record" in button(nb), button(nb)
     nb.screenshot("after-reload.png")
-    wait_for(lambda: kernel.eval("w.recording") is False, 5,
-             "w.recording to be False once the widget is shown again after the reload "
-             "(the page that was recording is gone)")
+    wait_for(
+        lambda: kernel.eval("w.recording") is False,
+        5,
+        "w.recording to be False once the widget is shown again after the reload (the page that was recording is gone)",
+    )
 
     # and it records again, appending to the same session
     click_record(nb, "Stop")
@@ -274,8 +291,11 @@ def test_a_second_tab_is_refused_while_the_first_records(lab, mic_browser, noteb
         widget.locator(".fw-error").wait_for(state="visible", timeout=10_000)
         message = widget.locator(".fw-error-message").inner_text()
         hint = widget.locator(".fw-error-hint").inner_text()
-        wait_for(lambda: "Record" in widget.locator(".fw-record").inner_text(), 10,
-                 "the second tab's button to go back to Record")
+        wait_for(
+            lambda: "Record" in widget.locator(".fw-record").inner_text(),
+            10,
+            "the second tab's button to go back to Record",
+        )
         second.screenshot("second-tab-refused.png")
         print(f"\nsecond tab: {message} / {hint}")
         assert "another" in message.lower() and hint, (message, hint)

@@ -33,15 +33,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from browser_harness import (
-    ARTIFACTS, CHROMIUM, FRONTEND, INSECURE_HOST, MIC_RATE, REPO, NotebookPage, check_time_labels, chromium_flags,
-    make_utterances, wait_for,
+    ARTIFACTS,
+    CHROMIUM,
+    FRONTEND,
+    INSECURE_HOST,
+    MIC_RATE,
+    REPO,
+    NotebookPage,
+    check_time_labels,
+    chromium_flags,
+    make_utterances,
+    wait_for,
     write_wav,
 )
 
-pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(FRONTEND != "lab", reason="the matrix drives JupyterLab's own page and extensions")]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(FRONTEND != "lab", reason="the matrix drives JupyterLab's own page and extensions"),
+]
 
 # The screenshots sit next to the report it writes, so docs/diagnosis.md shows them in a clean
 # clone; a variant run (wheel, Notebook 7) keeps its own under test-artifacts/.
@@ -83,9 +93,7 @@ INIT_SCRIPT = """
 })();
 """
 
-SETUP = ("from funasr_widget import Transcriber, diagnose, models\n"
-         "import numpy as np\n"
-         "diagnose.FRONTEND_WAIT_S = 5.0")
+SETUP = "from funasr_widget import Transcriber, diagnose, models\nimport numpy as np\ndiagnose.FRONTEND_WAIT_S = 5.0"
 
 
 def widget_cell(name: str, args: str = "model=None, vad='energy'") -> str:
@@ -94,13 +102,18 @@ def widget_cell(name: str, args: str = "model=None, vad='energy'") -> str:
 
 # -- fixtures --------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def talk(tmp_path_factory):
     """A long file of speech with pauses (any point of it holds speech within ~2 s)."""
     folder = tmp_path_factory.mktemp("talk")
-    u = make_utterances(folder, ["The quick brown fox jumps over the lazy dog.",
-                                 "Speech recognition runs live in the notebook."],
-                        lead_s=0.3, gap_s=1.0, total_s=0.0)
+    u = make_utterances(
+        folder,
+        ["The quick brown fox jumps over the lazy dog.", "Speech recognition runs live in the notebook."],
+        lead_s=0.3,
+        gap_s=1.0,
+        total_s=0.0,
+    )
     from browser_harness import _read_wav
 
     x, rate = _read_wav(u.path)
@@ -112,8 +125,9 @@ def talk(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def silent_wav(tmp_path_factory):
-    return write_wav(tmp_path_factory.mktemp("silent") / "silent.wav", np.zeros((30 * MIC_RATE, 2), np.float32),
-                     MIC_RATE)
+    return write_wav(
+        tmp_path_factory.mktemp("silent") / "silent.wav", np.zeros((30 * MIC_RATE, 2), np.float32), MIC_RATE
+    )
 
 
 @pytest.fixture(scope="module")
@@ -155,43 +169,59 @@ def main_nb(lab, browsers, model_store, tmp_path_factory):
     cells = [SETUP]
     index = {}
     for name, args in [
-        ("w_busy", None), ("w_os", None), ("w_gone", None), ("w_suspended", None),
+        ("w_busy", None),
+        ("w_os", None),
+        ("w_gone", None),
+        ("w_suspended", None),
         ("w_threshold", "model=None, vad='energy', energy_threshold_db=-3.0"),
         ("w_noise", "model=None, vad='energy', energy_threshold_db=-90.0, max_segment_s=2.0"),
-        ("w_test", None), ("w_play", "model=None, vad='energy', end_silence_ms=500"),
+        ("w_test", None),
+        ("w_play", "model=None, vad='energy', end_silence_ms=500"),
         ("w_jserr", None),
         ("w_missing", f"model={str(missing)!r}, vad='energy', device='cpu'"),
         ("w_stall", f"model={str(model_store / 'sensevoice-small')!r}, vad='energy', device='cpu'"),
         ("w_corrupt", f"model={str(broken)!r}, vad='energy', device='cpu'"),
-        ("w_nofunasr", None), ("w_oom", None), ("w_cudainit", None),
+        ("w_nofunasr", None),
+        ("w_oom", None),
+        ("w_cudainit", None),
     ]:
         index[name] = len(cells)
         code = widget_cell(name, *(a for a in [args] if a))
         if name == "w_nofunasr":  # the kernel's environment has no funasr (hidden from the import)
-            code = (f"import shutil, sys, tempfile\n_copy = shutil.copytree({str(model_store / 'sensevoice-small')!r}, "
-                    "tempfile.mkdtemp() + '/sensevoice-small')\n_funasr, sys.modules['funasr'] = sys.modules.get('funasr'), None\n"
-                    "w_nofunasr = Transcriber(model=_copy, vad='energy', device='cpu')\nw_nofunasr.wait(60)\n"
-                    "sys.modules['funasr'] = _funasr\nw_nofunasr")
+            code = (
+                f"import shutil, sys, tempfile\n_copy = shutil.copytree({str(model_store / 'sensevoice-small')!r}, "
+                "tempfile.mkdtemp() + '/sensevoice-small')\n_funasr, sys.modules['funasr'] = sys.modules.get('funasr'), None\n"
+                "w_nofunasr = Transcriber(model=_copy, vad='energy', device='cpu')\nw_nofunasr.wait(60)\n"
+                "sys.modules['funasr'] = _funasr\nw_nofunasr"
+            )
         if name in ("w_oom", "w_cudainit"):  # torch reports a GPU, and loading on it fails as CUDA does
-            failure = ('torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")'
-                       if name == "w_oom" else 'RuntimeError("CUDA error: initialization error")')
-            code = ("import torch\nfrom funasr_widget import _torch\nfrom unittest import mock\n"
-                    "def _on_gpu(real, failure):\n"
-                    "    return lambda path, device, **kw: (_ for _ in ()).throw(failure) if device.startswith('cuda') "
-                    "else real(path, device, **kw)\n"
-                    f"with mock.patch.object(torch.cuda, 'is_available', lambda: True), "
-                    "mock.patch.object(torch.cuda, 'device_count', lambda: 1), "
-                    "mock.patch.object(torch.cuda, 'empty_cache', lambda: None), "
-                    f"mock.patch.object(_torch, 'auto_model', _on_gpu(_torch.auto_model, {failure})):\n"
-                    f"    models.release()\n    {name} = Transcriber(model={str(model_store / 'sensevoice-small')!r}, "
-                    f"vad='energy', device='cuda')\n    {name}.wait(90)\n{name}")
+            failure = (
+                'torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")'
+                if name == "w_oom"
+                else 'RuntimeError("CUDA error: initialization error")'
+            )
+            code = (
+                "import torch\nfrom funasr_widget import _torch\nfrom unittest import mock\n"
+                "def _on_gpu(real, failure):\n"
+                "    return lambda path, device, **kw: (_ for _ in ()).throw(failure) if device.startswith('cuda') "
+                "else real(path, device, **kw)\n"
+                f"with mock.patch.object(torch.cuda, 'is_available', lambda: True), "
+                "mock.patch.object(torch.cuda, 'device_count', lambda: 1), "
+                "mock.patch.object(torch.cuda, 'empty_cache', lambda: None), "
+                f"mock.patch.object(_torch, 'auto_model', _on_gpu(_torch.auto_model, {failure})):\n"
+                f"    models.release()\n    {name} = Transcriber(model={str(model_store / 'sensevoice-small')!r}, "
+                f"vad='energy', device='cuda')\n    {name}.wait(90)\n{name}"
+            )
         if name == "w_jserr":  # a front end whose JavaScript fails as it loads
-            code = ("class BrokenFront(Transcriber):\n"
-                    "    _esm = \"throw new Error('funasr-widget test: this front end failed to load')\"\n"
-                    "w_jserr = BrokenFront(model=None, vad='energy')\nw_jserr")
+            code = (
+                "class BrokenFront(Transcriber):\n"
+                "    _esm = \"throw new Error('funasr-widget test: this front end failed to load')\"\n"
+                "w_jserr = BrokenFront(model=None, vad='energy')\nw_jserr"
+            )
         if name == "w_stall":  # a load that shows no progress for 1 s counts as stuck, here
-            code = ("diagnose.LOAD_STALL_S = 1.0\n_stall_log = []\n" + code.replace(
-                "\nw_stall", "\nw_stall.observe(lambda c: _stall_log.append(dict(c['new'])), 'model_info')\nw_stall"))
+            code = "diagnose.LOAD_STALL_S = 1.0\n_stall_log = []\n" + code.replace(
+                "\nw_stall", "\nw_stall.observe(lambda c: _stall_log.append(dict(c['new'])), 'model_info')\nw_stall"
+            )
         cells.append(code)
     lab.write_notebook("diagnosis.ipynb", cells)
     nb = NotebookPage(lab, browsers("talk"), "diagnosis.ipynb", setup=injecting).open()
@@ -229,11 +259,19 @@ def shown_error(widget, timeout_s: float = 10, words: str = "") -> tuple[str, st
     return widget.locator(".fw-error-message").inner_text(), widget.locator(".fw-error-hint").inner_text()
 
 
-def record(case: str, *, injected: str = "", failure: str, message: str, hint: str, python: str,
-           shot: Path | None) -> dict:
-    row = {"case": case, "failure": failure, "injected": injected, "message": message, "hint": hint,
-           "python": python, "screenshot": None if shot is None else str(shot.relative_to(DOC.parent)),
-           "passed": False}
+def record(
+    case: str, *, injected: str = "", failure: str, message: str, hint: str, python: str, shot: Path | None
+) -> dict:
+    row = {
+        "case": case,
+        "failure": failure,
+        "injected": injected,
+        "message": message,
+        "hint": hint,
+        "python": python,
+        "screenshot": None if shot is None else str(shot.relative_to(DOC.parent)),
+        "passed": False,
+    }
     ROWS[case] = row
     return row
 
@@ -242,8 +280,7 @@ def press(widget, label: str = ".fw-record") -> None:
     widget.locator(label).click()
 
 
-def capture_case(nb, name: str, case: str, code: str, failure: str, *, fault=None, injected="", words="",
-                 before=None):
+def capture_case(nb, name: str, case: str, code: str, failure: str, *, fault=None, injected="", words="", before=None):
     widget = cell_widget(nb, name)
     kernel = nb.kernel()
     if before:
@@ -257,14 +294,22 @@ def capture_case(nb, name: str, case: str, code: str, failure: str, *, fault=Non
         nb.page.evaluate("() => { window.__fwFault = null; }")
     error = kernel.eval(f"{name}.error")
     shot = shoot(widget, case)
-    row = record(case, injected=injected, failure=failure, message=message, hint=hint,
-                 python=f"{name}.error['code'] == {error['code']!r}", shot=shot)
+    row = record(
+        case,
+        injected=injected,
+        failure=failure,
+        message=message,
+        hint=hint,
+        python=f"{name}.error['code'] == {error['code']!r}",
+        shot=shot,
+    )
     assert "Record" in widget.locator(".fw-record").inner_text()
     assert kernel.eval(f"{name}.recording") is False
     return row, message, hint, error
 
 
 # -- the cases -------------------------------------------------------------------------------
+
 
 def own_page_case(lab, browser, case: str, failure: str, words: str, host: str = "127.0.0.1"):
     """A case that needs its own page (another browser or origin): open, press Record, read
@@ -279,8 +324,14 @@ def own_page_case(lab, browser, case: str, failure: str, words: str, host: str =
         press(widget)
         message, hint = shown_error(widget, words=words)
         error = nb.kernel().eval("w.error")
-        row = record(case, failure=failure, message=message, hint=hint,
-                     python=f"w.error['code'] == {error['code']!r}", shot=shoot(widget, case))
+        row = record(
+            case,
+            failure=failure,
+            message=message,
+            hint=hint,
+            python=f"w.error['code'] == {error['code']!r}",
+            shot=shoot(widget, case),
+        )
         return row, message, hint, error
     finally:
         nb.close()
@@ -288,24 +339,37 @@ def own_page_case(lab, browser, case: str, failure: str, words: str, host: str =
 
 def test_insecure_origin(lab, browsers):
     row, message, hint, error = own_page_case(
-        lab, browsers("talk"), "insecure-origin", host=INSECURE_HOST, words="localhost",
-        failure=f"Jupyter opened at http://{INSECURE_HOST}:{lab.port} (plain http, not localhost)")
+        lab,
+        browsers("talk"),
+        "insecure-origin",
+        host=INSECURE_HOST,
+        words="localhost",
+        failure=f"Jupyter opened at http://{INSECURE_HOST}:{lab.port} (plain http, not localhost)",
+    )
     assert error["code"] == "insecure-context" and "secure" in message and "localhost" in hint
     row["passed"] = True
 
 
 def test_permission_denied(lab, browsers):
     row, message, hint, error = own_page_case(
-        lab, browsers("denied"), "permission-denied", words="Site settings",
-        failure="the user answers Block to the microphone prompt")
+        lab,
+        browsers("denied"),
+        "permission-denied",
+        words="Site settings",
+        failure="the user answers Block to the microphone prompt",
+    )
     assert error["code"] == "permission-denied" and "denied" in message.lower()
     row["passed"] = True
 
 
 def test_no_device(lab, browsers):
     row, message, hint, error = own_page_case(
-        lab, browsers("nodevice"), "no-device", words="WSL",
-        failure="no microphone at all (Chromium without a fake device, on a machine with none)")
+        lab,
+        browsers("nodevice"),
+        "no-device",
+        words="WSL",
+        failure="no microphone at all (Chromium without a fake device, on a machine with none)",
+    )
     assert error["code"] == "no-device" and "No microphone" in message
     assert "virtual machine" in hint and "Remote Desktop" in hint
     row["passed"] = True
@@ -313,23 +377,34 @@ def test_no_device(lab, browsers):
 
 def test_device_busy(main_nb):
     row, message, hint, error = capture_case(
-        main_nb, "w_busy", "device-busy", "device-busy", "another application holds the microphone",
+        main_nb,
+        "w_busy",
+        "device-busy",
+        "device-busy",
+        "another application holds the microphone",
         fault={"gum": {"name": "NotReadableError", "message": "Could not start audio source"}},
-        injected="getUserMedia rejects with NotReadableError (headless Chromium's fake device is never busy)")
+        injected="getUserMedia rejects with NotReadableError (headless Chromium's fake device is never busy)",
+    )
     assert "in use" in message and "Close other apps" in hint
     row["passed"] = True
 
 
 def test_os_withheld_permission(main_nb):
     # The site holds the permission (as on a Mac where only the OS says no): one real grant first.
-    main_nb.page.evaluate("async () => { const s = await navigator.mediaDevices.getUserMedia({audio: true}); "
-                          "s.getTracks().forEach((t) => t.stop()); }")
+    main_nb.page.evaluate(
+        "async () => { const s = await navigator.mediaDevices.getUserMedia({audio: true}); "
+        "s.getTracks().forEach((t) => t.stop()); }"
+    )
     row, message, hint, error = capture_case(
-        main_nb, "w_os", "os-blocked", "os-blocked",
+        main_nb,
+        "w_os",
+        "os-blocked",
+        "os-blocked",
         "the site is allowed, but the operating system withholds the microphone (macOS privacy settings)",
         fault={"gum": {"name": "NotAllowedError", "message": "Permission denied by system"}},
         injected="getUserMedia rejects with NotAllowedError 'Permission denied by system' while "
-                 "navigator.permissions says granted (no OS privacy layer in headless Linux Chromium)")
+        "navigator.permissions says granted (no OS privacy layer in headless Linux Chromium)",
+    )
     assert "operating system" in message and "Privacy & Security" in hint
     assert main_nb.kernel().eval("w_os._env['permission']") == "granted"
     row["passed"] = True
@@ -337,19 +412,28 @@ def test_os_withheld_permission(main_nb):
 
 def test_chosen_device_gone(main_nb):
     row, message, hint, error = capture_case(
-        main_nb, "w_gone", "device-gone", "overconstrained", "the saved input device was unplugged",
-        before=lambda k: k.exec("w_gone.device_id = 'a-device-that-was-unplugged'"))
+        main_nb,
+        "w_gone",
+        "device-gone",
+        "overconstrained",
+        "the saved input device was unplugged",
+        before=lambda k: k.exec("w_gone.device_id = 'a-device-that-was-unplugged'"),
+    )
     assert "not available" in message and "Pick another device" in hint
     row["passed"] = True
 
 
 def test_suspended_audio_engine(main_nb):
     row, message, hint, error = capture_case(
-        main_nb, "w_suspended", "suspended-audio", "context-suspended",
+        main_nb,
+        "w_suspended",
+        "suspended-audio",
+        "context-suspended",
         "the browser keeps the page's audio engine suspended (autoplay policy)",
         fault={"suspend": True},
         injected="AudioContext.resume() never completes and the context stays suspended (headless "
-                 "Chromium starts audio without a gesture)")
+        "Chromium starts audio without a gesture)",
+    )
     assert "suspended" in message and "Click Record again" in hint
     row["passed"] = True
 
@@ -366,11 +450,15 @@ def test_threshold_above_the_voice(main_nb):
         assert fix_button.is_visible(), "the Apply button"
         label = fix_button.inner_text()
         shot = shoot(widget, "threshold-above-voice")
-        row = record("threshold-above-voice",
-                     failure="the energy VAD's threshold (-3 dBFS) is above the speaker's voice",
-                     message=message, hint=hint + f" [button: {label}]",
-                     python=f"{name}.error['code'] == {error['code']!r}; suggest_threshold() == "
-                            f"{kernel.eval(f'{name}.suggest_threshold()')}", shot=shot)
+        row = record(
+            "threshold-above-voice",
+            failure="the energy VAD's threshold (-3 dBFS) is above the speaker's voice",
+            message=message,
+            hint=hint + f" [button: {label}]",
+            python=f"{name}.error['code'] == {error['code']!r}; suggest_threshold() == "
+            f"{kernel.eval(f'{name}.suggest_threshold()')}",
+            shot=shot,
+        )
         assert error["code"] == "threshold-too-high" and "dBFS" in message
         suggested = error["fix"]["energy_threshold_db"]
         assert -70 < suggested < -10, error
@@ -391,9 +479,15 @@ def test_vad_never_closes(main_nb):
     try:
         message, hint = shown_error(widget, timeout_s=20, words="never closes")
         error = kernel.eval(f"{name}.error")
-        row = record("vad-never-closes", failure="the threshold (-90 dBFS) is below the room's noise: segments run "
-                     "into max_segment_s (2 s) one after another", message=message, hint=hint,
-                     python=f"{name}.error['code'] == {error['code']!r}", shot=shoot(widget, "vad-never-closes"))
+        row = record(
+            "vad-never-closes",
+            failure="the threshold (-90 dBFS) is below the room's noise: segments run "
+            "into max_segment_s (2 s) one after another",
+            message=message,
+            hint=hint,
+            python=f"{name}.error['code'] == {error['code']!r}",
+            shot=shoot(widget, "vad-never-closes"),
+        )
         assert error["code"] == "vad-never-closes" and error["fix"]["energy_threshold_db"] > -90
     finally:
         press(widget)
@@ -410,9 +504,14 @@ def test_silent_input(lab, browsers):
         press(widget)
         message, hint = shown_error(widget, timeout_s=15, words="silence")
         error = nb.kernel().eval("w.error")
-        row = record("silent-input", failure="the microphone delivers digital silence (muted, wrong input)",
-                     message=message, hint=hint, python=f"w.error['code'] == {error['code']!r}",
-                     shot=shoot(widget, "silent-input"))
+        row = record(
+            "silent-input",
+            failure="the microphone delivers digital silence (muted, wrong input)",
+            message=message,
+            hint=hint,
+            python=f"w.error['code'] == {error['code']!r}",
+            shot=shoot(widget, "silent-input"),
+        )
         press(widget)
         assert error["code"] == "silent-input" and "VirtualBox" in hint
         row["passed"] = True
@@ -426,9 +525,11 @@ def test_permissions_policy_blocks_the_microphone(lab, browsers):
     frame_url = f"http://127.0.0.1:{lab.port}/fw-test-frame.html"
 
     def setup(context):
-        page_html = (f"<!doctype html><title>embedding page</title><body style='margin:0'>"
-                     f"<iframe allow=\"microphone 'none'\" style='width:1260px;height:880px;border:0' "
-                     f"src='{lab.url('diag-frame.ipynb')}'></iframe></body>")
+        page_html = (
+            f"<!doctype html><title>embedding page</title><body style='margin:0'>"
+            f"<iframe allow=\"microphone 'none'\" style='width:1260px;height:880px;border:0' "
+            f"src='{lab.url('diag-frame.ipynb')}'></iframe></body>"
+        )
         context.route(frame_url, lambda route: route.fulfill(status=200, content_type="text/html", body=page_html))
 
     context = browsers("talk").new_context(viewport={"width": 1280, "height": 900})
@@ -439,7 +540,8 @@ def test_permissions_policy_blocks_the_microphone(lab, browsers):
         frame = page.frame_locator("iframe")
         frame.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=90_000)
         frame.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for(
-            state="attached", timeout=90_000)
+            state="attached", timeout=90_000
+        )
         lab.kernel("diag-frame.ipynb", timeout=60)
         for i in range(2):
             cell = frame.locator(".jp-Notebook .jp-Cell").nth(i)
@@ -448,15 +550,23 @@ def test_permissions_policy_blocks_the_microphone(lab, browsers):
         widget = frame.locator(".jp-OutputArea-output:has(.fw-record)").last
         widget.locator(".fw-record").wait_for(state="visible", timeout=60_000)
         kernel = lab.kernel("diag-frame.ipynb")
-        wait_for(lambda: kernel.eval("'w' in globals() and w._env.get('policy_allows') is False"), 20,
-                 "the env report: the policy forbids the microphone")
+        wait_for(
+            lambda: kernel.eval("'w' in globals() and w._env.get('policy_allows') is False"),
+            20,
+            "the env report: the policy forbids the microphone",
+        )
         press(widget)
         message, hint = shown_error(widget, words="own")
         error = kernel.eval("w.error")
-        row = record("permissions-policy", failure="the notebook is embedded in a frame without microphone "
-                     "permission (<iframe allow=\"microphone 'none'\">; VS Code webviews, some hosted notebooks)",
-                     message=message, hint=hint, python=f"w.error['code'] == {error['code']!r}",
-                     shot=shoot(widget, "permissions-policy"))
+        row = record(
+            "permissions-policy",
+            failure="the notebook is embedded in a frame without microphone "
+            "permission (<iframe allow=\"microphone 'none'\">; VS Code webviews, some hosted notebooks)",
+            message=message,
+            hint=hint,
+            python=f"w.error['code'] == {error['code']!r}",
+            shot=shoot(widget, "permissions-policy"),
+        )
         assert error["code"] == "blocked-by-policy" and "permissions policy" in message
         checks = kernel.eval("[[c.name, c.ok] for c in w.diagnose()]")
         assert ["permissions policy", False] in checks, checks
@@ -479,21 +589,32 @@ def test_front_end_never_loaded(lab, browsers):
         nb.run_cell(0)
         nb.run_cell(1)
         output = nb.cell(1).locator(".jp-OutputArea-output")
-        wait_for(lambda: "Record button" in (output.first.inner_text() if output.count() else ""), 20,
-                 "the plain-text output in the cell")
+        wait_for(
+            lambda: "Record button" in (output.first.inner_text() if output.count() else ""),
+            20,
+            "the plain-text output in the cell",
+        )
         text = output.first.inner_text()
         kernel = nb.kernel()
-        wait_for(lambda: kernel.eval("w.error").get("code") == "frontend-missing", 15,
-                 "w.error to say the front end never answered")
+        wait_for(
+            lambda: kernel.eval("w.error").get("code") == "frontend-missing",
+            15,
+            "w.error to say the front end never answered",
+        )
         error, status = kernel.eval("w.error"), kernel.eval("w.status")
         checks = kernel.eval("[[c.name, c.ok, c.detail] for c in w.diagnose()]")
         SHOTS.mkdir(parents=True, exist_ok=True)
         shot = SHOTS / "frontend-missing.png"
         nb.cell(1).screenshot(path=str(shot))
-        row = record("frontend-missing", failure="the widget's front end never loads (the widget manager extension "
-                     "is missing or broken, anywidget absent, a JavaScript error, a front end without widgets)",
-                     message=text.split("\n")[0], hint=text.split("\n", 1)[1] if "\n" in text else "",
-                     python=f"w.error['code'] == {error['code']!r}; w.status: {status[:80]}...", shot=shot)
+        row = record(
+            "frontend-missing",
+            failure="the widget's front end never loads (the widget manager extension "
+            "is missing or broken, anywidget absent, a JavaScript error, a front end without widgets)",
+            message=text.split("\n")[0],
+            hint=text.split("\n", 1)[1] if "\n" in text else "",
+            python=f"w.error['code'] == {error['code']!r}; w.status: {status[:80]}...",
+            shot=shot,
+        )
         assert "anywidget" in text and "JavaScript" in text and "fw-record" not in nb.cell(1).inner_html()
         assert "has not started" in status
         assert checks[0][0] == "kernel link" and checks[0][1] is False and "never answered" in checks[0][2]
@@ -509,8 +630,11 @@ def test_front_end_javascript_error(main_nb):
     i = nb.index["w_jserr"]
     nb.run_cell(i)
     kernel = nb.kernel()
-    wait_for(lambda: kernel.eval("w_jserr.error").get("code") == "frontend-missing", 20,
-             "w_jserr.error to say the front end never answered")
+    wait_for(
+        lambda: kernel.eval("w_jserr.error").get("code") == "frontend-missing",
+        20,
+        "w_jserr.error to say the front end never answered",
+    )
     output = nb.cell(i).locator(".jp-OutputArea-output")
     text = output.first.inner_text() if output.count() else ""
     error, status = kernel.eval("w_jserr.error"), kernel.eval("w_jserr.status")
@@ -518,10 +642,14 @@ def test_front_end_javascript_error(main_nb):
     SHOTS.mkdir(parents=True, exist_ok=True)
     shot = SHOTS / "frontend-js-error.png"
     nb.cell(i).screenshot(path=str(shot))
-    row = record("frontend-js-error", failure="the widget's JavaScript throws while loading (a broken bundle, "
-                 "an incompatible front end)", message=(text.strip().splitlines() or ["(nothing in the cell)"])[0]
-                 + f" / kernel: {status}", hint=error["hint"],
-                 python=f"w.error['code'] == {error['code']!r}", shot=shot)
+    row = record(
+        "frontend-js-error",
+        failure="the widget's JavaScript throws while loading (a broken bundle, an incompatible front end)",
+        message=(text.strip().splitlines() or ["(nothing in the cell)"])[0] + f" / kernel: {status}",
+        hint=error["hint"],
+        python=f"w.error['code'] == {error['code']!r}",
+        shot=shot,
+    )
     assert "fw-record" not in nb.cell(i).inner_html()
     assert "has not started" in status and "JavaScript error" in error["hint"]
     assert checks[0][1] is False and "never answered" in checks[0][2]
@@ -531,16 +659,22 @@ def test_front_end_javascript_error(main_nb):
 def _model_case(nb, name: str, case: str, code: str, failure: str, words: str):
     widget = cell_widget(nb, name)
     kernel = nb.kernel()
-    wait_for(lambda: kernel.eval(f"{name}.model_state") == "error", 90, f"{name}.model_state == 'error'",
-             interval_s=0.5)
+    wait_for(
+        lambda: kernel.eval(f"{name}.model_state") == "error", 90, f"{name}.model_state == 'error'", interval_s=0.5
+    )
     box = widget.locator(".fw-model-error")
     box.wait_for(state="visible", timeout=10_000)
     message = widget.locator(".fw-model-error-message").inner_text()
     hint = widget.locator(".fw-model-error-hint").inner_text()
     info = kernel.eval(f"{name}.model_info")
-    row = record(case, failure=failure, message=message, hint=hint,
-                 python=f"{name}.model_state == 'error', model_info['code'] == {info.get('code')!r}",
-                 shot=shoot(widget, case))
+    row = record(
+        case,
+        failure=failure,
+        message=message,
+        hint=hint,
+        python=f"{name}.model_state == 'error', model_info['code'] == {info.get('code')!r}",
+        shot=shoot(widget, case),
+    )
     assert info.get("code") == code, info
     assert words in message + hint, (message, hint)
     checks = kernel.eval(f"[[c.name, c.ok] for c in {name}.diagnose()]")
@@ -549,8 +683,14 @@ def _model_case(nb, name: str, case: str, code: str, failure: str, words: str):
 
 
 def test_model_folder_missing(main_nb):
-    _model_case(main_nb, "w_missing", "model-folder-missing", "model-missing",
-                "the model folder does not exist (never downloaded, wrong path)", "no such folder")
+    _model_case(
+        main_nb,
+        "w_missing",
+        "model-folder-missing",
+        "model-missing",
+        "the model folder does not exist (never downloaded, wrong path)",
+        "no such folder",
+    )
 
 
 def test_load_without_progress(main_nb):
@@ -559,19 +699,28 @@ def test_load_without_progress(main_nb):
     kernel = nb.kernel()
     box = widget.locator(".fw-model-error")
     try:
-        wait_for(lambda: box.is_visible() and "no progress" in box.inner_text(), 30,
-                 "the model box to say the load makes no progress")
+        wait_for(
+            lambda: box.is_visible() and "no progress" in box.inner_text(),
+            30,
+            "the model box to say the load makes no progress",
+        )
         message = widget.locator(".fw-model-error-message").inner_text()
         hint = widget.locator(".fw-model-error-hint").inner_text()
         shot = shoot(widget, "load-stalled")
-        row = record("load-stalled", failure="a model load makes no progress for a long time (a stuck download, "
-                     "a swapping machine); here the funasr import, with diagnose.LOAD_STALL_S cut from 120 s to 1 s",
-                     injected="", message=message, hint=hint,
-                     python=f"{name}.model_state == 'loading', model_info['stalled'] is True, code 'load-stalled'",
-                     shot=shot)
+        row = record(
+            "load-stalled",
+            failure="a model load makes no progress for a long time (a stuck download, "
+            "a swapping machine); here the funasr import, with diagnose.LOAD_STALL_S cut from 120 s to 1 s",
+            injected="",
+            message=message,
+            hint=hint,
+            python=f"{name}.model_state == 'loading', model_info['stalled'] is True, code 'load-stalled'",
+            shot=shot,
+        )
         assert "network" in hint
-        wait_for(lambda: kernel.eval(f"{name}.model_state") == "ready", 90, "the load to finish after all",
-                 interval_s=0.5)
+        wait_for(
+            lambda: kernel.eval(f"{name}.model_state") == "ready", 90, "the load to finish after all", interval_s=0.5
+        )
         log = kernel.eval("[i.get('code') for i in _stall_log]")
         assert "load-stalled" in log, log
         wait_for(lambda: not box.is_visible(), 10, "the box to go once the load is done")
@@ -581,19 +730,32 @@ def test_load_without_progress(main_nb):
 
 
 def test_corrupt_weights(main_nb):
-    _model_case(main_nb, "w_corrupt", "corrupt-weights", "weights-corrupt",
-                "model.pt is truncated (an interrupted download)", "interrupted download")
+    _model_case(
+        main_nb,
+        "w_corrupt",
+        "corrupt-weights",
+        "weights-corrupt",
+        "model.pt is truncated (an interrupted download)",
+        "interrupted download",
+    )
 
 
 def test_funasr_not_installed(main_nb):
-    _model_case(main_nb, "w_nofunasr", "asr-missing", "asr-missing",
-                "funasr is not installed where the kernel runs (hidden from the import in this kernel)",
-                "pip install")
+    _model_case(
+        main_nb,
+        "w_nofunasr",
+        "asr-missing",
+        "asr-missing",
+        "funasr is not installed where the kernel runs (hidden from the import in this kernel)",
+        "pip install",
+    )
     ROWS["asr-missing"]["injected"] = "in the kernel: sys.modules['funasr'] = None while the model loads"
 
 
-@pytest.mark.parametrize("name, case, words", [("w_oom", "cuda-oom", "ran out of GPU memory"),
-                                                ("w_cudainit", "cuda-init-failed", "could not use CUDA")])
+@pytest.mark.parametrize(
+    "name, case, words",
+    [("w_oom", "cuda-oom", "ran out of GPU memory"), ("w_cudainit", "cuda-init-failed", "could not use CUDA")],
+)
 def test_cuda_failure_while_loading_falls_back_to_the_cpu(main_nb, name, case, words):
     widget = cell_widget(main_nb, name)
     kernel = main_nb.kernel()
@@ -601,10 +763,16 @@ def test_cuda_failure_while_loading_falls_back_to_the_cpu(main_nb, name, case, w
     info = kernel.eval(f"{name}.model_info")
     status = widget.locator(".fw-status").inner_text()
     badge = widget.locator(".fw-model").inner_text()
-    row = record(case, injected="in the kernel: torch reports a GPU and loading on it raises CUDA's own error "
-                 "(this machine has no GPU)", failure=f"device='cuda' and the load fails: {words.replace('could not', 'cannot')}",
-                 message=status, hint=badge, python=f"{name}.model_info['device'] == {info['device']!r}, notes",
-                 shot=shoot(widget, case))
+    row = record(
+        case,
+        injected="in the kernel: torch reports a GPU and loading on it raises CUDA's own error "
+        "(this machine has no GPU)",
+        failure=f"device='cuda' and the load fails: {words.replace('could not', 'cannot')}",
+        message=status,
+        hint=badge,
+        python=f"{name}.model_info['device'] == {info['device']!r}, notes",
+        shot=shoot(widget, case),
+    )
     assert info["device"] == "cpu" and words in info["message"] and "CPU" in status, (info, status)
     assert "on cpu" in badge, badge
     kernel.exec("models.release()")
@@ -629,9 +797,14 @@ def test_self_test(main_nb):
     kernel.exec(f"np.save('/tmp/fw-selftest.npy', {name}._self_test_audio)")
     recorded = np.load("/tmp/fw-selftest.npy")
     buffers = played(nb.page)
-    row = record("self-test", failure="'does my microphone work at all?': the Test mic button (or w.self_test())",
-                 message=text, hint="", python=f"{name}.self_test_result: code {got['code']!r}, peak {got['peak_db']} "
-                 f"dBFS, RMS {got['rms_db']} dBFS", shot=shoot(widget, "self-test"))
+    row = record(
+        "self-test",
+        failure="'does my microphone work at all?': the Test mic button (or w.self_test())",
+        message=text,
+        hint="",
+        python=f"{name}.self_test_result: code {got['code']!r}, peak {got['peak_db']} dBFS, RMS {got['rms_db']} dBFS",
+        shot=shoot(widget, "self-test"),
+    )
     assert got["code"] == "ok" and got["ok"] and -40 < got["rms_db"] < -5, got
     assert 2.5 <= len(recorded) / RATE <= 3.5, len(recorded)
     play = np.array(buffers[-1]["data"], np.float32)
@@ -640,8 +813,11 @@ def test_self_test(main_nb):
     # and from Python
     wait_for(lambda: widget.locator(".fw-selftest").inner_text() == "Test mic", 10, "the playback to end")
     kernel.exec(f"{name}.self_test(seconds=1.5)")
-    wait_for(lambda: kernel.eval(f"{name}.self_test_result").get("code") not in (None, "running"), 15,
-             "w.self_test(seconds=1.5)'s result")
+    wait_for(
+        lambda: kernel.eval(f"{name}.self_test_result").get("code") not in (None, "running"),
+        15,
+        "w.self_test(seconds=1.5)'s result",
+    )
     assert kernel.eval(f"{name}.self_test_result")["code"] == "ok", kernel.eval(f"{name}.self_test_result")
     assert 1.2 <= kernel.eval(f"{name}.self_test_result")["seconds"] <= 2.0
     row["passed"] = True
@@ -671,10 +847,15 @@ def test_segment_playback_and_time_labels(main_nb):
     expected = np.load("/tmp/fw-seg.npy")
     play = np.array(buffers[-1]["data"], np.float32)
     shot = shoot(widget, "segment-playback")
-    row = record("segment-playback", failure="'what did the model hear?': click a transcript line",
-                 message=lines.nth(len(segments) - 1).inner_text(), hint="",
-                 python=f"segment {seg['id']} ({seg['start']:.2f}-{seg['end']:.2f} s): {len(play)} samples "
-                        f"played = {len(expected)} in the recording", shot=shot)
+    row = record(
+        "segment-playback",
+        failure="'what did the model hear?': click a transcript line",
+        message=lines.nth(len(segments) - 1).inner_text(),
+        hint="",
+        python=f"segment {seg['id']} ({seg['start']:.2f}-{seg['end']:.2f} s): {len(play)} samples "
+        f"played = {len(expected)} in the recording",
+        shot=shot,
+    )
     assert buffers[-1]["rate"] == RATE and len(play) == len(expected) > 0.2 * RATE
     assert np.max(np.abs(play - expected)) <= 1.5 / 32768, "int16 on the wire: within one step"
     row["passed"] = True
@@ -682,10 +863,26 @@ def test_segment_playback_and_time_labels(main_nb):
 
 # -- the report ------------------------------------------------------------------------------
 
-ORDER = ["insecure-origin", "permission-denied", "no-device", "device-busy", "device-gone", "suspended-audio",
-         "os-blocked", "permissions-policy", "silent-input", "threshold-above-voice", "vad-never-closes",
-         "frontend-missing", "frontend-js-error", "model-folder-missing", "load-stalled", "corrupt-weights",
-         "self-test", "segment-playback"]
+ORDER = [
+    "insecure-origin",
+    "permission-denied",
+    "no-device",
+    "device-busy",
+    "device-gone",
+    "suspended-audio",
+    "os-blocked",
+    "permissions-policy",
+    "silent-input",
+    "threshold-above-voice",
+    "vad-never-closes",
+    "frontend-missing",
+    "frontend-js-error",
+    "model-folder-missing",
+    "load-stalled",
+    "corrupt-weights",
+    "self-test",
+    "segment-playback",
+]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -717,19 +914,33 @@ def write_report():
         if row is None:
             lines.append(f"| [{case}](#{case}) | (not run) | | no |")
             continue
-        lines.append(f"| [{case}](#{case}) | {cell(row['message'])[:160]} | {'yes' if row['injected'] else 'no'} | "
-                     f"{'yes' if row['passed'] else 'NO'} |")
+        lines.append(
+            f"| [{case}](#{case}) | {cell(row['message'])[:160]} | {'yes' if row['injected'] else 'no'} | "
+            f"{'yes' if row['passed'] else 'NO'} |"
+        )
     for case in cases:
         row = ROWS.get(case)
         if row is None:
             continue
-        lines += ["", f"## {case}", "", f"**Failure:** {md(row['failure'])}", "",
-                  f"**What the user sees:** {md(row['message'])}", ""]
+        lines += [
+            "",
+            f"## {case}",
+            "",
+            f"**Failure:** {md(row['failure'])}",
+            "",
+            f"**What the user sees:** {md(row['message'])}",
+            "",
+        ]
         if row["hint"]:
             lines += [f"**The fix shown:** {md(row['hint'])}", ""]
-        lines += [f"**In Python:** `{row['python']}`", "",
-                  f"**Injected:** {row['injected'] or 'no: the real failure'}", "",
-                  f"**Passed:** {'yes' if row['passed'] else 'NO'}", ""]
+        lines += [
+            f"**In Python:** `{row['python']}`",
+            "",
+            f"**Injected:** {row['injected'] or 'no: the real failure'}",
+            "",
+            f"**Passed:** {'yes' if row['passed'] else 'NO'}",
+            "",
+        ]
         if row["screenshot"]:
             lines += [f"![{case}]({row['screenshot']})", ""]
     lines += [

@@ -16,7 +16,6 @@ import statistics
 import time
 
 import pytest
-
 from browser_harness import ARTIFACTS, wait_for
 
 pytestmark = pytest.mark.browser
@@ -64,8 +63,11 @@ def back_and_forth(widget, param: str, other, back, set_: str = "main") -> list[
 def summary(moves: list[dict]) -> dict:
     def stats(key):
         values = sorted(m[key] for m in moves)
-        return {"median": round(statistics.median(values), 1), "max": round(values[-1], 1),
-                "p90": round(values[int(0.9 * (len(values) - 1))], 1)}
+        return {
+            "median": round(statistics.median(values), 1),
+            "max": round(values[-1], 1),
+            "p90": round(values[int(0.9 * (len(values) - 1))], 1),
+        }
 
     return {"moves": len(moves), "input_to_redraw_ms": stats("input_to_redraw_ms"), "kernel_ms": stats("kernel_ms")}
 
@@ -74,7 +76,8 @@ def canvas_ink(widget) -> int:
     """How many canvas pixels are drawn (not transparent)."""
     return widget.locator(".fwx-canvas").evaluate(
         "c => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
-        " let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] > 0; return n; }")
+        " let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] > 0; return n; }"
+    )
 
 
 def screenshot(nb, widget, name: str, width: int = 1280) -> None:
@@ -134,8 +137,11 @@ def test_explore_vad_parameters(lab, mic_browser, notebook, model_store):
     # the real FSMN-VAD: the first run scores the recording (seconds), then only decisions rerun
     started = time.monotonic()
     widget.locator(".fwx-panel[data-set='main'] .fwx-vad").select_option("fsmn-vad")
-    wait_for(lambda: kernel.eval("ex.vad") == "fsmn-vad" and "fsmn-vad:" in kernel.eval("ex.status"), 60,
-             "fsmn-vad to segment the recording")
+    wait_for(
+        lambda: kernel.eval("ex.vad") == "fsmn-vad" and "fsmn-vad:" in kernel.eval("ex.status"),
+        60,
+        "fsmn-vad to segment the recording",
+    )
     first_fsmn = {"select_to_regions_s": round(time.monotonic() - started, 2), "status": kernel.eval("ex.status")}
     wait_for(lambda: slider(widget, "speech_threshold").is_visible(), 10, "the speech threshold slider")
     assert slider(widget, "energy_threshold_db").is_hidden()
@@ -151,8 +157,11 @@ def test_explore_vad_parameters(lab, mic_browser, notebook, model_store):
     wait_for(lambda: "%" in agreement.inner_text(), 10, "the agreement")
     value = kernel.eval("ex.agreement")
     assert 0.5 < value <= 1.0 and f"{value * 100:.1f} %" in agreement.inner_text()
-    wait_for(lambda: widget.locator(".fwx-compare-row").count() == kernel.eval("len(ex.compare_regions)") == 15,
-             10, "B's rows")
+    wait_for(
+        lambda: widget.locator(".fwx-compare-row").count() == kernel.eval("len(ex.compare_regions)") == 15,
+        10,
+        "B's rows",
+    )
     compared = back_and_forth(widget, "energy_threshold_db", -30, -45, set_="compare")
     assert kernel.eval("ex.compare_params['energy_threshold_db']") == -45
 
@@ -170,8 +179,11 @@ def test_explore_vad_parameters(lab, mic_browser, notebook, model_store):
     wait_for(lambda: (kernel.eval("ex.selected") or {}).get("index") == 6, 10, "selected to be region 6")
     b_region = kernel.eval("ex.compare_regions[2]")
     click_time(widget, kernel, (b_region["start"] + b_region["end"]) / 2, upper=False)
-    wait_for(lambda: kernel.eval("ex.selected") == {"index": 2, "compare": True, **b_region}, 10,
-             "selected to be B's region 2")
+    wait_for(
+        lambda: kernel.eval("ex.selected") == {"index": 2, "compare": True, **b_region},
+        10,
+        "selected to be B's region 2",
+    )
 
     # drag to zoom: the kernel's view follows, and a finer envelope is drawn
     canvas = widget.locator(".fwx-canvas")
@@ -180,8 +192,11 @@ def test_explore_vad_parameters(lab, mic_browser, notebook, model_store):
     nb.page.mouse.down()
     nb.page.mouse.move(box["x"] + box["width"] * 0.25, box["y"] + 60, steps=5)
     nb.page.mouse.up()
-    wait_for(lambda: kernel.eval("ex.view")["end"] - kernel.eval("ex.view")["start"] < duration * 0.2, 10,
-             "the view to zoom in")
+    wait_for(
+        lambda: kernel.eval("ex.view")["end"] - kernel.eval("ex.view")["start"] < duration * 0.2,
+        10,
+        "the view to zoom in",
+    )
     view = kernel.eval("ex.view")
     assert view["start"] == pytest.approx(duration * 0.10, abs=1.0), view
     wait_for(lambda: widget.locator(".fwx-window").inner_text().startswith("0:0"), 5, "the window label")
@@ -191,10 +206,15 @@ def test_explore_vad_parameters(lab, mic_browser, notebook, model_store):
     wait_for(lambda: kernel.eval("ex.view")["end"] == pytest.approx(duration, abs=0.01), 10, "the whole recording")
     nb.page.wait_for_timeout(300)
 
-    figures = {"recording_s": round(duration, 1), "energy": summary(energy), "fsmn-vad": summary(fsmn),
-               "fsmn-vad_vs_energy": summary(compared), "fsmn-vad_first_run": first_fsmn,
-               "note": "input_to_redraw_ms: slider input event -> the animation frame after the canvas was "
-                       "redrawn with the kernel's new regions; kernel_ms: segmentation (both setups) in the kernel"}
+    figures = {
+        "recording_s": round(duration, 1),
+        "energy": summary(energy),
+        "fsmn-vad": summary(fsmn),
+        "fsmn-vad_vs_energy": summary(compared),
+        "fsmn-vad_first_run": first_fsmn,
+        "note": "input_to_redraw_ms: slider input event -> the animation frame after the canvas was "
+        "redrawn with the kernel's new regions; kernel_ms: segmentation (both setups) in the kernel",
+    }
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "explorer-timing.json").write_text(json.dumps(figures, indent=2))
     print("\n" + json.dumps(figures, indent=2))

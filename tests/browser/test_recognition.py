@@ -16,14 +16,12 @@ import time
 
 import numpy as np
 import pytest
-
 from browser_harness import ARTIFACTS, align, check_time_labels, make_utterances, wait_for
 
 pytestmark = pytest.mark.browser
 
 RATE = 16_000
-SENTENCES = ["The quick brown fox jumps over the lazy dog.",
-             "Speech recognition runs live in the notebook."]
+SENTENCES = ["The quick brown fox jumps over the lazy dog.", "Speech recognition runs live in the notebook."]
 LEAD_S, GAP_S = 0.5, 1.5
 AFTER_SPEECH_S = 2.0  # recorded past the last word: the VAD closes a segment after 700 ms of silence
 SAMPLE_EVERY_S = 0.2
@@ -81,8 +79,11 @@ def test_recognize_two_sentences(lab, sentences_browser, notebook, utterances, m
 
     wait_for(model_ready, 90, "w.model_state == 'ready'", interval_s=0.3)
     badge = widget.locator(".fw-model")
-    wait_for(lambda: badge.get_attribute("data-state") == "ready" and "ready" in badge.inner_text(), 10,
-             "the .fw-model badge to show ready")
+    wait_for(
+        lambda: badge.get_attribute("data-state") == "ready" and "ready" in badge.inner_text(),
+        10,
+        "the .fw-model badge to show ready",
+    )
     badge_text = badge.inner_text()
     t_ready = time.monotonic()
 
@@ -109,8 +110,11 @@ def test_recognize_two_sentences(lab, sentences_browser, notebook, utterances, m
     segments = kernel.eval("w.segments")
     final_partial = kernel.eval("w.partial")
     log = kernel.eval("_fw_log")
-    wait_for(lambda: finals.count() == len(segments), 10,
-             f"{len(segments)} .fw-final elements on the page (there are {finals.count()})")
+    wait_for(
+        lambda: finals.count() == len(segments),
+        10,
+        f"{len(segments)} .fw-final elements on the page (there are {finals.count()})",
+    )
     wait_for(lambda: (partial_box.text_content() or "") == "", 5, "the page's .fw-partial to be empty")
     page_finals = [finals.nth(i).text_content() or "" for i in range(finals.count())]
     shot = nb.screenshot("recognition.png")
@@ -136,16 +140,19 @@ def test_recognize_two_sentences(lab, sentences_browser, notebook, utterances, m
     figures = {
         "segments": [{k: seg[k] for k in ("id", "start", "end", "text")} for seg in segments],
         "spoken_s": [(round(a, 2), round(b, 2)) for a, b in spoken],
-        "lag_s": round(lag / RATE, 3), "correlation": round(corr, 3),
+        "lag_s": round(lag / RATE, 3),
+        "correlation": round(corr, 3),
         "audio_s": round(len(audio) / RATE, 2),
-        "partial_events": len(partial_events), "nonempty_partial_events": len(nonempty_events),
+        "partial_events": len(partial_events),
+        "nonempty_partial_events": len(nonempty_events),
         "kernel_polls": len(samples),
         "kernel_polls_nonempty": sum(1 for _, k, _ in samples if k),
         "page_polls_nonempty": sum(1 for _, _, p in samples if p.strip()),
         "speech_end_to_segment_s": latency,
         "badge": badge_text,
-        "partial_screenshot": None if partial_shot is None else
-        f"{partial_shot.name} ({'under a final line' if shot_with_final else 'first partial'})",
+        "partial_screenshot": None
+        if partial_shot is None
+        else f"{partial_shot.name} ({'under a final line' if shot_with_final else 'first partial'})",
         "model_ready_after_s": round(t_ready - t_begin, 1),
         "test_s": round(time.monotonic() - t_begin, 1),
     }
@@ -163,19 +170,21 @@ def test_recognize_two_sentences(lab, sentences_browser, notebook, utterances, m
         assert 0 <= seg["start"] < seg["end"], seg
         assert isinstance(seg["text"], str) and seg["text"].strip(), seg
     assert [s["id"] for s in segments] == list(range(len(segments))), segments
-    for a, b in zip(segments, segments[1:]):
+    for a, b in zip(segments, segments[1:], strict=False):
         assert a["end"] <= b["start"], (a, b)
     for a, b in spoken:
-        assert any(seg["start"] < b and a < seg["end"] for seg in segments), \
+        assert any(seg["start"] < b and a < seg["end"] for seg in segments), (
             f"no segment covers the sentence spoken at {a:.2f}-{b:.2f} s: {segments}"
+        )
     assert kernel.eval("w.text") == " ".join(s["text"] for s in segments if s["text"])
     # The page shows one final line per segment, with its text.
     assert len(page_finals) == len(segments), (page_finals, segments)
-    for seg, line in zip(segments, page_finals):
+    for seg, line in zip(segments, page_finals, strict=False):
         assert seg["text"] in line, (seg["text"], line)
     # A partial was shown while speaking, and is gone at the end.
-    assert any(a - 0.2 <= s <= b + 1.0 for s, _ in nonempty_events for a, b in spoken), \
+    assert any(a - 0.2 <= s <= b + 1.0 for s, _ in nonempty_events for a, b in spoken), (
         f"no non-empty partial during speech: {partial_events}"
+    )
     assert any(k or p.strip() for _, k, p in samples), f"the polls never saw a partial: {samples}"
     assert final_partial == "", final_partial
     assert shot.exists()
