@@ -1,9 +1,46 @@
-"""Live speech recognition in Jupyter: microphone capture, VAD and FunASR models in a widget."""
+"""Live speech recognition in Jupyter: microphone capture, VAD and FunASR models in a widget.
+
+The widgets and ``transcribe`` are imported on first use (module ``__getattr__``): importing
+the package, or a module in it such as ``funasr_widget.wire``, needs neither the front-end
+bundle (funasr_widget/static/, which the widget classes read) nor the recognition stack."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 from . import models
-from .explorer import VadExplorer
-from .live import RecognitionError, transcribe
-from .transcriber import Transcriber
+from .errors import FunasrWidgetError, MissingDependencyError, ModelLoadError, RecognitionError
 
-__all__ = ["RecognitionError", "Transcriber", "VadExplorer", "models", "transcribe"]
+if TYPE_CHECKING:
+    from .explorer import VadExplorer
+    from .live import transcribe
+    from .transcriber import Transcriber
+
+# public name -> the module that defines it, imported when the name is first used
+_LAZY = {"Transcriber": ".transcriber", "VadExplorer": ".explorer", "transcribe": ".live"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value  # the next lookup is a plain attribute
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+__all__ = [
+    "FunasrWidgetError",
+    "MissingDependencyError",
+    "ModelLoadError",
+    "RecognitionError",
+    "Transcriber",
+    "VadExplorer",
+    "models",
+    "transcribe",
+]
 __version__ = "0.1.0"

@@ -18,6 +18,7 @@ import numpy as np
 
 from .asr import ModelLoadError, check_options
 from .audio import SAMPLE_RATE, as_mono_float32, read_audio
+from .errors import RecognitionError
 from .events import Event, Final, ModelState, Partial, Problem, VadChanged
 from .recognizer import Recognizer
 from .session import AudioSession
@@ -27,15 +28,6 @@ from .vad import DEFAULTS, RANGES, check_params
 VAD_DEFAULTS = {**DEFAULTS, "speech_threshold": 0.6}
 
 Listener = Callable[[Event], None]
-
-
-class RecognitionError(RuntimeError):
-    """Recognition failed part-way (a VAD or decode failure): no result is better than a
-    truncated one. ``hint`` says what to do."""
-
-    def __init__(self, message: str, hint: str = ""):
-        super().__init__(f"{message}\n{hint}" if hint else message)
-        self.message, self.hint = message, hint
 
 
 class LiveSession:

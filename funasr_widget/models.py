@@ -22,21 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import ModelLoadError
+
 Progress = Callable[[float | None, str], None]
 """``progress(fraction or None, message)``: fraction in 0..1 when known."""
-
-
-class ModelLoadError(Exception):
-    """A model could not be found, downloaded or loaded. ``hint`` says what to do."""
-
-    def __init__(self, message: str, hint: str = "", code: str = "model-failed"):
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-        self.code = code  # what failed, for the widget and diagnose() (diagnose.model_failure)
-
-    def __str__(self) -> str:
-        return f"{self.message}\n{self.hint}" if self.hint else self.message
 
 
 @dataclass(frozen=True)
