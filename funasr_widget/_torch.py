@@ -1,6 +1,6 @@
 """Torch and funasr runtime shared by the VAD and ASR engines: device choice, thread
-count, a quiet lazy ``import funasr``, building an ``AutoModel`` with clear errors, and
-the process-wide cache of loaded models.
+count, a quiet lazy ``import funasr`` and building an ``AutoModel`` with clear errors
+(loaded models are kept in _cache.py).
 
 Model-folder code runs only on the user's opt-in (``trust_remote_code=True``). funasr
 merges a folder's config *under* the caller's kwargs, so :func:`auto_model` always
@@ -21,12 +21,14 @@ import re
 import sys
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .models import ModelLoadError
+from .dependencies import require
+from .errors import ModelLoadError
+from .failures import model_failure
 
 
 def threads() -> int:
@@ -39,19 +41,10 @@ def threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-INSTALL_HINT = (
-    "pip install 'funasr-widget[asr]'  (funasr, torch, kaldi-native-fbank), in the kernel's "
-    "environment (%pip install ... in a cell), then restart the kernel"
-)
-
-
 def resolve_device(device: str = "auto") -> str:
     """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'. Asking for a GPU that is
     not there is an error: funasr would silently fall back to the CPU."""
-    try:
-        import torch
-    except ImportError as exc:
-        raise ModelLoadError(f"PyTorch is not installed ({exc}).", INSTALL_HINT, code="asr-missing") from exc
+    torch = require("torch", "asr", "Recognition with funasr")
     kind, _, index = device.partition(":")
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -171,23 +164,17 @@ def check_weights_only(environ: Mapping[str, str] = os.environ) -> None:
 
 def auto_model_class():
     """funasr's AutoModel, imported on first use: the import takes seconds and prints."""
-    try:
-        import torch
-    except ImportError as exc:
-        raise ModelLoadError(f"PyTorch is not installed ({exc}).", INSTALL_HINT, code="asr-missing") from exc
+    torch = require("torch", "asr", "Recognition with funasr")
     check_torch_version(torch.__version__)
-    try:
-        with quiet():
-            from funasr import AutoModel
-            from funasr.utils import fbank
-    except ImportError as exc:
-        raise ModelLoadError(
-            f"The recognition stack is not installed ({exc}).", INSTALL_HINT, code="asr-missing"
-        ) from exc
+    with quiet():
+        AutoModel = require("funasr", "asr", "Recognition with funasr").AutoModel
+        fbank = require("funasr.utils.fbank", "asr", "Recognition with funasr")
     # Without an fbank backend funasr loads models, then fails on every decode.
     if not getattr(fbank, "_HAS_TORCHAUDIO", True) and getattr(fbank, "_knf", True) is None:
         raise ModelLoadError(
-            "funasr has no fbank backend (torchaudio or kaldi-native-fbank).", "pip install kaldi-native-fbank"
+            "funasr has no fbank backend (torchaudio or kaldi-native-fbank).",
+            "pip install kaldi-native-fbank (or pip install 'funasr-widget[asr]'), then restart the kernel",
+            code="asr-missing",
         )
     return AutoModel
 
@@ -378,8 +365,6 @@ def _load_error(path: Path, exc: BaseException) -> ModelLoadError:
                 "Use model files only from a source you trust; fetch this model again from its official hub page.",
             )
         cause = cause.__cause__ or cause.__context__
-    from .diagnose import model_failure
-
     known = model_failure(exc, path)
     if known is not None:
         code, message, hint = known
@@ -426,42 +411,3 @@ def auto_model(path: Path, device: str, *, trust_remote_code: bool = False, **kw
         if frontend is not None and hasattr(frontend, "dither"):
             frontend.dither = 0.0
     return model
-
-
-_cache: dict = {}
-_cache_locks: dict = {}
-_cache_lock = threading.Lock()
-
-
-def shared(key: tuple, build: Callable[[], Any]) -> Any:
-    """One instance per key in this process. Two callers asking for the same key at
-    once wait for a single build; different keys build in parallel."""
-    with _cache_lock:
-        lock = _cache_locks.setdefault(key, threading.Lock())
-    with lock:
-        if key not in _cache:
-            _cache[key] = build()
-        return _cache[key]
-
-
-def loaded() -> list[tuple]:
-    """The keys of the models loaded in this process: (kind, folder, device, ...)."""
-    with _cache_lock:
-        return list(_cache)
-
-
-def release(keep: Callable[[tuple], bool]) -> int:
-    """Forget the loaded models whose key `keep` rejects, so their memory can be freed once no
-    engine uses them; returns how many. GPU memory goes back to the driver's pool."""
-    with _cache_lock:
-        dropped = [key for key in _cache if not keep(key)]
-        for key in dropped:
-            del _cache[key]
-    if dropped:
-        import gc
-
-        gc.collect()
-        torch = sys.modules.get("torch")
-        if torch is not None and torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    return len(dropped)

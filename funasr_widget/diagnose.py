@@ -19,9 +19,6 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from ._torch import INSTALL_HINT
-from .asr.device import cuda_failure
-
 MAX_TEXT = 300  # characters of any one value shown to the user
 MAX_DEVICES = 32
 _BROWSERS = ("chrome", "edge", "firefox", "safari", "other")
@@ -281,69 +278,9 @@ def plain_text(status: str = "") -> str:
     )
 
 
-# -- model failures ----------------------------------------------------------------------------
+# -- model loads (what a failure is: failures.py) --------------------------------------------
 
 LOAD_STALL_S = 120.0  # a load that reports no progress for this long is called stuck
-
-
-def _causes(exc: BaseException):
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
-
-
-def model_failure(exc: BaseException, path=None, device: str = "") -> tuple[str, str, str] | None:
-    """(code, message, hint) for the model failures a user can fix by name: funasr or torch
-    missing, missing or truncated weights (an interrupted download), CUDA out of memory, CUDA
-    initialisation failure. None when the failure is none of these."""
-    where = f" in {path}" if path else ""
-    reason = cuda_failure(exc)
-    if reason is not None:
-        if "out of memory" in reason.lower():
-            return (
-                "cuda-oom",
-                f"The GPU ran out of memory loading the model{where} ({_text(reason, 160)}).",
-                "Free GPU memory (funasr_widget.models.release(), other kernels; nvidia-smi shows who uses "
-                "it), pick a smaller model, or use device='cpu'.",
-            )
-        return (
-            "cuda-init-failed",
-            f"CUDA could not start{' on ' + device if device else ''} ({_text(reason, 160)}).",
-            "Check `nvidia-smi` (driver loaded, GPU visible), that torch's CUDA build matches the driver "
-            "(torch.version.cuda), and CUDA_VISIBLE_DEVICES; or use device='cpu'.",
-        )
-    for cause in _causes(exc):
-        text = str(cause)
-        low = text.lower()
-        package = (getattr(cause, "name", None) or "").split(".")[0]
-        if isinstance(cause, ModuleNotFoundError) and package in ("funasr", "torch", "torchaudio"):
-            return (
-                "asr-missing",
-                f"{cause.name.split('.')[0]} is not installed in this kernel's environment.",
-                INSTALL_HINT,
-            )
-        if isinstance(cause, (EOFError, FileNotFoundError)) or any(
-            k in low
-            for k in (
-                "pytorchstreamreader",
-                "unexpected eof",
-                "ran out of input",
-                "file might be corrupted",
-                "invalid load key",
-                "central directory",
-                "truncated",
-                "failed finding central",
-            )
-        ):
-            return (
-                "weights-corrupt",
-                f"The model's weights{where} are missing or truncated ({_text(text, 160)}).",
-                "The files are incomplete or corrupt (an interrupted download?): delete the folder, then "
-                "funasr_widget.models.fetch(name) again (or copy the files again), and load_model() again.",
-            )
-    return None
 
 
 def stalled_load(name: str, seconds: float) -> tuple[str, str]:

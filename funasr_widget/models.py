@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import _cache
 from .errors import ModelLoadError
 
 Progress = Callable[[float | None, str], None]
@@ -205,22 +206,18 @@ def _download(hub_id: str, dest: Path, progress: Progress) -> None:
 
 def loaded() -> list[str]:
     """The model folders loaded in this kernel, as "folder on device"."""
-    from . import _torch
-
-    return [f"{key[1]} on {key[2]}" for key in _torch.loaded()]
+    return [f"{key[1]} on {key[2]}" for key in _cache.loaded()]
 
 
 def release(name: str | os.PathLike | None = None) -> int:
     """Free the loaded copies of one model (a name, hub id or folder), or of every model
     (None): widgets using them keep working, the next load reads the files again.
     Returns how many were released."""
-    from . import _torch
-
     if name is None:
-        return _torch.release(lambda key: False)
+        return _cache.release(lambda key: False)
     s = spec(str(name))
     folder = str((models_dir() / s.name if s else Path(name).expanduser()).resolve())
-    return _torch.release(lambda key: key[1] != folder)
+    return _cache.release(lambda key: key[1] != folder)
 
 
 def fetch(name: str, progress: Progress | None = None) -> Path:

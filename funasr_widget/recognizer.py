@@ -13,8 +13,10 @@ import threading
 import time
 
 from . import diagnose
-from .asr import ModelLoadError, check_device, check_model, check_options, load_engine, remote, resolve_device
+from .asr import check_device, check_model, check_options, load_engine, remote, resolve_device
+from .errors import FunasrWidgetError
 from .events import Emit, ModelState, Problem, VadChanged
+from .failures import model_failure
 from .models import default_model
 from .pipeline import Pipeline
 from .vad import check_name, check_params, create_vad
@@ -151,9 +153,9 @@ class Recognizer:
             finally:
                 watch.stop()
         except Exception as err:  # every failure reaches the user, with what to do
-            code = getattr(err, "code", "model-failed") if isinstance(err, ModelLoadError) else "model-failed"
-            known = None if isinstance(err, ModelLoadError) else diagnose.model_failure(err, device=device)
-            if isinstance(err, ModelLoadError):
+            code = err.code if isinstance(err, FunasrWidgetError) else "model-failed"
+            known = None if isinstance(err, FunasrWidgetError) else model_failure(err, device=device)
+            if isinstance(err, FunasrWidgetError):
                 message, hint = err.message, err.hint
             elif known is not None:
                 code, message, hint = known

@@ -9,7 +9,7 @@ import torch
 
 from funasr_widget import Transcriber, _torch, models
 from funasr_widget.asr import ModelLoadError, load_engine
-from funasr_widget.asr.device import cuda_failure
+from funasr_widget.failures import cuda_failure
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from funasr_widget import Transcriber, diagnose
+from funasr_widget.failures import model_failure
 from funasr_widget.levels import LevelWatch
 
 RATE = 16_000
@@ -229,9 +230,9 @@ def test_model_failures_in_words():
     for exc, code, words in cases:
         wrapped = RuntimeError("funasr said something")
         wrapped.__cause__ = exc
-        got = diagnose.model_failure(wrapped, "/m")
+        got = model_failure(wrapped, "/m")
         assert got and got[0] == code and words in got[2], (exc, got)
-    assert diagnose.model_failure(ValueError("something else")) is None
+    assert model_failure(ValueError("something else")) is None
 
 
 def test_a_truncated_model_file_is_called_corrupt(model_store, tmp_path):

@@ -16,9 +16,10 @@ import json
 import os
 from pathlib import Path
 
-from .. import _torch, models
+from .. import _cache, _torch, models
 from .._torch import resolve_device
-from ..models import ModelLoadError, Progress
+from ..errors import ModelLoadError
+from ..models import Progress
 from . import nano, remote
 from .base import LoadedModel
 from .device import load_with_fallback
@@ -148,7 +149,7 @@ def load_engine(
     path = models.fetch(str(model), progress)
     load = {k: bool(options.get(k)) for k in LOAD_OPTIONS}
     key = ("asr", str(path), device, *sorted(load.items()))
-    loaded = _torch.shared(key, lambda: _load(model, path, device, progress, **load))
+    loaded = _cache.shared(key, lambda: _load(model, path, device, progress, **load))
     engine_class = StreamingEngine if loaded.architecture in STREAMING else SegmentEngine
     return engine_class(loaded, options)
 

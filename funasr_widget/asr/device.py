@@ -9,41 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-# What torch says when CUDA itself fails (not the model): matched in the exception chain.
-CUDA_FAILURES = (
-    "CUDA out of memory",
-    "out of memory",
-    "CUDA error",
-    "CUDA driver",
-    "no CUDA GPUs",
-    "cudaErrorInitializationError",
-    "NVIDIA driver",
-    "CUDA-capable device",
-    "CUBLAS_STATUS",
-    "CUDNN_STATUS",
-)
-
-
-def cuda_failure(exc: BaseException) -> str | None:
-    """The CUDA error behind `exc` (its message), or None when the failure is something else."""
-    torch = sys.modules.get("torch")
-    oom = getattr(getattr(torch, "cuda", None), "OutOfMemoryError", ())
-    accelerator = getattr(torch, "AcceleratorError", ())
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        if (
-            (oom and isinstance(cause, oom))
-            or (accelerator and isinstance(cause, accelerator))
-            or (
-                isinstance(cause, (RuntimeError, AssertionError, OSError))
-                and any(words in str(cause) for words in CUDA_FAILURES)
-            )
-        ):
-            return str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-        cause = cause.__cause__ or cause.__context__
-    return None
+from ..failures import cuda_failure
 
 
 def free_gpu() -> None:

@@ -18,7 +18,7 @@ import threading
 
 import numpy as np
 
-from .. import _torch, models
+from .. import _cache, _torch, models
 from .base import SAMPLES_PER_MS, BaseVad, VadEvent
 
 GRID = 1600  # samples (100 ms): the model is stepped on this grid, whatever the input size
@@ -39,7 +39,7 @@ class FsmnVad(BaseVad):
         super().__init__(**params)
         device = _torch.resolve_device(device)
         path = models.fetch(model)
-        self._shared = _torch.shared(("fsmn-vad", str(path), device), lambda: _SharedModel(path, device))
+        self._shared = _cache.shared(("fsmn-vad", str(path), device), lambda: _SharedModel(path, device))
         self._cache: dict = {}
         self._offset = 0  # samples fed through earlier caches (before a final flush)
         self._fed = 0  # samples fed through the current cache

@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from .. import _torch, models
+from .. import _cache, models
 from .base import SAMPLE_RATE, SAMPLES_PER_MS, BaseVad, VadEvent
 from .fsmn_rules import FsmnDecisions
 
@@ -96,7 +96,7 @@ class FsmnOnnxVad(BaseVad):
                 "is not installed (pip install 'funasr-widget[remote]')"
             )
         # one session per folder in the process, listed and freed as models are (models.loaded())
-        self._model = _torch.shared(("fsmn-vad-onnx", str(folder), "cpu", threads), lambda: _Model(folder, threads))
+        self._model = _cache.shared(("fsmn-vad-onnx", str(folder), "cpu", threads), lambda: _Model(folder, threads))
         self._lfr_m, self._lfr_n = int(self._model.frontend.get("lfr_m", 5)), int(self._model.frontend.get("lfr_n", 1))
         if self._lfr_n != 1:
             raise ValueError(f"{folder}: lfr_n {self._lfr_n} is not supported (FSMN-VAD uses 1)")
