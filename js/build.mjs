@@ -4,6 +4,7 @@
 import * as esbuild from "esbuild";
 
 const out = "funasr_widget/static";
+/** @type {esbuild.BuildOptions} */
 const common = { bundle: true, target: "es2020", logLevel: "info" };
 
 const worklet = await esbuild.build({ ...common, entryPoints: ["js/worklet.js"], format: "iife", write: false, logLevel: "warning" });

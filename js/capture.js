@@ -3,10 +3,14 @@
 
 /* global WORKLET_SOURCE */ // the bundled worklet.js as text, supplied by js/build.mjs
 
+/** @import { Env, WorkletCommand, WorkletMessage } from "./protocol.js" */
+
 const FINAL_TIMEOUT_MS = 1000;  // a suspended context never answers the flush
 const RESUME_TIMEOUT_MS = 1000; // resume() stays pending while autoplay policy blocks it
 
+/** A failed capture; `code` is one of the kernel's capture error codes (diagnose.py). */
 export class CaptureError extends Error {
+  /** @param {string} code @param {string} message @param {string} name */
   constructor(code, message, name = "") {
     super(message);
     this.code = code;
@@ -14,6 +18,7 @@ export class CaptureError extends Error {
   }
 }
 
+/** @type {Record<string, string>} */
 const CODES = {
   NotAllowedError: "permission-denied",
   SecurityError: "permission-denied",
@@ -22,6 +27,7 @@ const CODES = {
   OverconstrainedError: "overconstrained",
 };
 
+/** @param {any} err  whatever getUserMedia or the audio graph threw */
 function toCaptureError(err) {
   if (err instanceof CaptureError) return err;
   const name = err?.name ?? "";
@@ -51,8 +57,11 @@ export function policyAllowsMicrophone() {
   }
 }
 
-// NotAllowedError while the site's permission reads "granted": the OS withholds the device
-// (macOS privacy settings), not the user.
+/**
+ * NotAllowedError while the site's permission reads "granted": the OS withholds the device
+ * (macOS privacy settings), not the user.
+ * @param {CaptureError} err
+ */
 async function refine(err) {
   if (err.code === "permission-denied" && (await micPermission()) === "granted") {
     return new CaptureError("os-blocked", `${err.message} (the site's permission is "granted")`, err.name);
@@ -60,8 +69,15 @@ async function refine(err) {
   return err;
 }
 
+/**
+ * @typedef {{ samples: Float32Array, final: boolean, t: number }} Chunk  16 kHz samples; t: capture time (epoch ms)
+ * @typedef {{
+ *   context: AudioContext, rate: number, deviceId: string, deviceLabel: string, stop: () => Promise<void>,
+ * }} Capture
+ */
+
 const now = () => performance.timeOrigin + performance.now();
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const sleep = (/** @type {number} */ ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * Start capturing. Must be called from a user gesture (click): the AudioContext is created
@@ -69,6 +85,10 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
  * onChunk({samples, final, t}) gets 16 kHz float32 chunks; onLevel(db) ~20 times a second;
  * onEnded() when the device stops delivering (unplugged, revoked).
  * Resolves to {context, rate, deviceId, deviceLabel, stop()}; rejects with a CaptureError.
+ * @param {{
+ *   deviceId?: string, onChunk: (chunk: Chunk) => void, onLevel?: (db: number) => void, onEnded?: () => void,
+ * }} options
+ * @returns {Promise<Capture>}
  */
 export async function startCapture({ deviceId = "", onChunk, onLevel, onEnded }) {
   if (!window.isSecureContext) {
@@ -84,7 +104,14 @@ export async function startCapture({ deviceId = "", onChunk, onLevel, onEnded })
   // Default rate = the audio device's own rate; forcing 16 kHz breaks Firefox's MediaStreamSource.
   const context = new AudioContext();
   const resumed = context.resume().catch(() => {});  // rejects if we close the context below
-  let stream, source, node, track;
+  /** @type {MediaStream | undefined} */
+  let stream;
+  /** @type {MediaStreamAudioSourceNode} */
+  let source;
+  /** @type {AudioWorkletNode} */
+  let node;
+  /** @type {MediaStreamTrack} */
+  let track;
   try {
     stream = await navigator.mediaDevices.getUserMedia({
       audio: {
@@ -109,14 +136,16 @@ export async function startCapture({ deviceId = "", onChunk, onLevel, onEnded })
     source = context.createMediaStreamSource(stream);
     node = new AudioWorkletNode(context, "fw-capture", { numberOfInputs: 1, numberOfOutputs: 1 });
   } catch (err) {
-    stream?.getTracks().forEach((t) => t.stop());
+    for (const t of stream?.getTracks() ?? []) t.stop();
     context.close().catch(() => {});
     throw await refine(toCaptureError(err));
   }
 
-  let finished = null;  // resolves when the final chunk has been delivered
+  /** @type {(delivered: boolean) => void} */
+  let finished = () => {};  // resolves gotFinal when the final chunk has been delivered
+  /** @type {Promise<boolean>} */
   const gotFinal = new Promise((resolve) => (finished = resolve));
-  node.port.onmessage = ({ data }) => {
+  node.port.onmessage = (/** @type {MessageEvent<WorkletMessage>} */ { data }) => {
     if (data.type === "level") onLevel?.(data.db);
     if (data.type === "chunk") {
       if (data.final) finished(true);
@@ -130,10 +159,10 @@ export async function startCapture({ deviceId = "", onChunk, onLevel, onEnded })
   let stopping = null;
   const stop = () =>
     (stopping ??= (async () => {
-      node.port.postMessage({ type: "flush" });
+      node.port.postMessage(/** @satisfies {WorkletCommand} */ ({ type: "flush" }));
       const delivered = await Promise.race([gotFinal, sleep(FINAL_TIMEOUT_MS)]);
       node.port.onmessage = null;
-      stream.getTracks().forEach((t) => t.stop());
+      for (const t of stream.getTracks()) t.stop();
       source.disconnect();
       node.disconnect();
       await context.close().catch(() => {});
@@ -145,6 +174,7 @@ export async function startCapture({ deviceId = "", onChunk, onLevel, onEnded })
   return { context, rate: context.sampleRate, deviceId: settings.deviceId ?? "", deviceLabel: track.label, stop };
 }
 
+/** @param {string} ua */
 export function detectBrowser(ua) {
   if (/Edg(e|A|iOS)?\//.test(ua)) return "edge";
   if (/(Firefox|FxiOS)\//.test(ua)) return "firefox";
@@ -171,7 +201,11 @@ export async function listInputs() {
   }
 }
 
-/** The `env` message body (see the contract). `context` is the running AudioContext or null. */
+/**
+ * The `env` message body (see the contract). `context` is the running AudioContext or null.
+ * @param {AudioContext | null} [context]
+ * @returns {Promise<Env>}
+ */
 export async function gatherEnv(context = null) {
   const mediaDevices = Boolean(navigator.mediaDevices);
   return {
@@ -189,10 +223,14 @@ export async function gatherEnv(context = null) {
   };
 }
 
-/** Call onChange when devices or the microphone permission change; returns an unsubscribe function. */
+/**
+ * Call onChange when devices or the microphone permission change; returns an unsubscribe function.
+ * @param {() => void} onChange
+ */
 export function watchEnv(onChange) {
   const mediaDevices = navigator.mediaDevices;
   mediaDevices?.addEventListener("devicechange", onChange);
+  /** @type {PermissionStatus | null} */
   let status = null;
   let closed = false;
   (async () => {
@@ -211,7 +249,11 @@ export function watchEnv(onChange) {
   };
 }
 
-/** Play 16 kHz (or any rate) mono float32 samples; resolves when done (or at once if it cannot). */
+/**
+ * Play 16 kHz (or any rate) mono float32 samples; resolves when done (or at once if it cannot).
+ * @param {Float32Array<ArrayBuffer>} samples
+ * @param {number} [rate]
+ */
 export async function playSamples(samples, rate = 16000) {
   if (!samples.length) return;
   const context = new AudioContext();

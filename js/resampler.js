@@ -6,7 +6,10 @@ const TRANSITION_HZ = 1600;  // passband to ~6.4 kHz, stopband from ~8 kHz
 const STOPBAND_DB = 70;      // Kaiser design target
 const PHASES = 256;          // kernel table resolution per input sample (linear interpolation between)
 
-// Zeroth-order modified Bessel function of the first kind (Kaiser window).
+/**
+ * Zeroth-order modified Bessel function of the first kind (Kaiser window).
+ * @param {number} x
+ */
 function besselI0(x) {
   let sum = 1, term = 1;
   for (let k = 1; term > 1e-12 * sum; k++) {
@@ -16,6 +19,7 @@ function besselI0(x) {
   return sum;
 }
 
+/** @param {number} a @param {number} b */
 function gcd(a, b) {
   while (b) [a, b] = [b, a % b];
   return a;
@@ -29,6 +33,7 @@ function gcd(a, b) {
  * into blocks yields bit-identical output.
  */
 export class Resampler {
+  /** @param {number} inRate @param {number} outRate */
   constructor(inRate, outRate = 16000) {
     inRate = Math.round(inRate);
     const g = gcd(inRate, outRate);
@@ -62,6 +67,10 @@ export class Resampler {
     }
 
     this.buf = new Float32Array(this.taps + 4096);
+    // Where the input stands; reset() sets them.
+    this.len = 0;   // samples held in buf
+    this.pos = 0;   // integer part of the next output position in buf
+    this.frac = 0;  // fractional part, in units of 1/den
     this.reset();
   }
 
@@ -70,16 +79,23 @@ export class Resampler {
     // Zeros before the first sample stand for the silence before capture started.
     this.buf.fill(0);
     this.len = this.halfWidth;
-    this.pos = this.halfWidth;  // integer part of the next output position in buf
-    this.frac = 0;              // fractional part, in units of 1/den
+    this.pos = this.halfWidth;
+    this.frac = 0;
   }
 
-  /** Largest number of samples process() can write for `inputLength` input samples. */
+  /**
+   * Largest number of samples process() can write for `inputLength` input samples.
+   * @param {number} inputLength
+   */
   maxOutput(inputLength) {
     return Math.ceil(((inputLength + this.halfWidth) * this.den) / this.num) + 1;
   }
 
-  /** Resample `input` into `output` (length >= maxOutput(input.length)); returns the count written. */
+  /**
+   * Resample `input` into `output` (length >= maxOutput(input.length)); returns the count written.
+   * @param {Float32Array} input
+   * @param {Float32Array} output
+   */
   process(input, output) {
     let n = 0;
     for (let i = 0; i < input.length; ) {
@@ -92,7 +108,10 @@ export class Resampler {
     return n;
   }
 
-  /** Emit the outputs still held back by the look-ahead (padding with silence), then reset. */
+  /**
+   * Emit the outputs still held back by the look-ahead (padding with silence), then reset.
+   * @param {Float32Array} output
+   */
   flush(output) {
     const end = this.len;
     this.buf.fill(0, this.len, this.len + this.halfWidth);
@@ -102,8 +121,13 @@ export class Resampler {
     return n;
   }
 
-  // Write every output whose position lies before `limit` (in buf indices), then drop
-  // the input no later output can reach.
+  /**
+   * Write every output whose position lies before `limit` (in buf indices), then drop
+   * the input no later output can reach.
+   * @param {Float32Array} output
+   * @param {number} n
+   * @param {number} limit
+   */
   _emit(output, n, limit) {
     const { buf, table, taps, num, den } = this;
     const step = Math.floor(num / den), stepFrac = num % den;
@@ -135,7 +159,11 @@ export class Resampler {
   }
 }
 
-/** Average `channels` (arrays of equal length) into `out`; returns the frame count. */
+/**
+ * Average `channels` (arrays of equal length) into `out`; returns the frame count.
+ * @param {Float32Array[]} channels
+ * @param {Float32Array} out
+ */
 export function mixToMono(channels, out) {
   const frames = channels[0].length;
   const count = channels.length;
@@ -153,6 +181,7 @@ export function mixToMono(channels, out) {
 
 /** Groups samples into fixed-size chunks; each full chunk is a fresh array (it gets transferred). */
 export class Chunker {
+  /** @param {number} size @param {(chunk: Float32Array) => void} onChunk */
   constructor(size, onChunk) {
     this.size = size;
     this.onChunk = onChunk;
@@ -160,6 +189,7 @@ export class Chunker {
     this.fill = 0;
   }
 
+  /** @param {Float32Array} samples @param {number} count */
   push(samples, count = samples.length) {
     for (let i = 0; i < count; i++) {
       this.chunk[this.fill++] = samples[i];

@@ -2,6 +2,8 @@
 // posted to the main thread. Bundled as text and loaded from a Blob URL (see capture.js).
 import { Chunker, Resampler, mixToMono } from "./resampler.js";
 
+/** @import { WorkletCommand, WorkletMessage } from "./protocol.js" */
+
 const OUT_RATE = 16000;
 const CHUNK = 1600;                     // 100 ms
 const LEVEL_WINDOW = OUT_RATE / 20;     // 50 ms -> 20 level messages per second
@@ -16,15 +18,20 @@ class CaptureProcessor extends AudioWorkletProcessor {
     this.sumSquares = 0;
     this.levelCount = 0;
     this.stopped = false;
-    this.port.onmessage = (event) => {
+    this.port.onmessage = (/** @type {MessageEvent<WorkletCommand>} */ event) => {
       if (event.data?.type === "flush") this.flush();
     };
   }
 
+  /**
+   * @param {Float32Array} samples
+   * @param {boolean} final
+   */
   post(samples, final) {
-    this.port.postMessage({ type: "chunk", samples, final }, [samples.buffer]);
+    this.port.postMessage(/** @satisfies {WorkletMessage} */ ({ type: "chunk", samples, final }), [samples.buffer]);
   }
 
+  /** @param {Float32Array[][]} inputs */
   process(inputs) {
     if (this.stopped) return false;  // lets the node be collected
     const channels = inputs[0];
@@ -41,13 +48,16 @@ class CaptureProcessor extends AudioWorkletProcessor {
     return true;
   }
 
-  // RMS in dBFS of the 16 kHz signal (what the kernel's VAD sees), every 50 ms.
+  /**
+   * RMS in dBFS of the 16 kHz signal (what the kernel's VAD sees), every 50 ms.
+   * @param {number} n
+   */
   meter(n) {
     for (let i = 0; i < n; i++) this.sumSquares += this.out[i] * this.out[i];
     this.levelCount += n;
     if (this.levelCount >= LEVEL_WINDOW) {
       const db = 10 * Math.log10(this.sumSquares / this.levelCount + 1e-12);
-      this.port.postMessage({ type: "level", db });
+      this.port.postMessage(/** @satisfies {WorkletMessage} */ ({ type: "level", db }));
       this.sumSquares = 0;
       this.levelCount = 0;
     }

@@ -5,13 +5,17 @@ import { Chunker, Resampler, mixToMono } from "../resampler.js";
 
 const OUT = 16000;
 
+/** @param {number} freq @param {number} rate @param {number} seconds */
 function tone(freq, rate, seconds, amplitude = 0.5) {
   const x = new Float32Array(Math.round(rate * seconds));
   for (let i = 0; i < x.length; i++) x[i] = amplitude * Math.sin((2 * Math.PI * freq * i) / rate);
   return x;
 }
 
-// Resample `input` fed in blocks of the given sizes (cycled), plus the final flush.
+/**
+ * Resample `input` fed in blocks of the given sizes (cycled), plus the final flush.
+ * @param {Float32Array} input @param {number} rate @param {number[]} blockSizes
+ */
 function resample(input, rate, blockSizes = [input.length]) {
   const r = new Resampler(rate, OUT);
   const parts = [];
@@ -26,23 +30,27 @@ function resample(input, rate, blockSizes = [input.length]) {
   return Float32Array.from(parts.flatMap((p) => Array.from(p)));
 }
 
-// Frequency from interpolated upward zero crossings.
+/**
+ * Frequency from interpolated upward zero crossings.
+ * @param {Float32Array} x @param {number} rate
+ */
 function frequency(x, rate) {
   const crossings = [];
   for (let i = 1; i < x.length; i++) {
     if (x[i - 1] < 0 && x[i] >= 0) crossings.push(i - 1 + x[i - 1] / (x[i - 1] - x[i]));
   }
-  return ((crossings.length - 1) * rate) / (crossings.at(-1) - crossings[0]);
+  return ((crossings.length - 1) * rate) / (crossings[crossings.length - 1] - crossings[0]);
 }
 
+/** @param {Float32Array} x */
 function rms(x) {
   let sum = 0;
   for (const v of x) sum += v * v;
   return Math.sqrt(sum / x.length);
 }
 
-const settled = (y) => y.subarray(400, y.length - 400);  // skip the filter's start and end
-const gainDb = (y, x) => 20 * Math.log10(rms(settled(y)) / rms(x));
+const settled = (/** @type {Float32Array} */ y) => y.subarray(400, y.length - 400);  // skip the filter's start and end
+const gainDb = (/** @type {Float32Array} */ y, /** @type {Float32Array} */ x) => 20 * Math.log10(rms(settled(y)) / rms(x));
 
 for (const rate of [8000, 22050, 44100, 48000, 96000]) {
   test(`440 Hz at ${rate} Hz stays 440 Hz at 16 kHz`, () => {
@@ -97,6 +105,7 @@ for (const rate of [44100, 48000]) {
 }
 
 test("chunker emits 1600-sample chunks and flushes the remainder", () => {
+  /** @type {Float32Array[]} */
   const chunks = [];
   const chunker = new Chunker(1600, (c) => chunks.push(c));
   const x = Float32Array.from({ length: 5000 }, (_, i) => i);
@@ -111,6 +120,7 @@ test("chunker emits 1600-sample chunks and flushes the remainder", () => {
 });
 
 test("chunker push honours the count argument", () => {
+  /** @type {number[][]} */
   const chunks = [];
   const chunker = new Chunker(4, (c) => chunks.push(Array.from(c)));
   chunker.push(Float32Array.of(1, 2, 3, 9, 9), 3);

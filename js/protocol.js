@@ -1,0 +1,99 @@
+// The shapes of what crosses between the kernel (funasr_widget/*.py) and the page, and
+// between the page and its capture worklet, as JSDoc types: `npm run typecheck` checks every
+// use in js/ against them, so a changed field is changed here and in Python together.
+// Types only: nothing imports this file at run time.
+
+// --- capture worklet <-> page ---------------------------------------------------------------
+
+/**
+ * @typedef {{ type: "chunk", samples: Float32Array, final: boolean }
+ *   | { type: "level", db: number }} WorkletMessage  worklet.js -> capture.js
+ * @typedef {{ type: "flush" }} WorkletCommand  capture.js -> worklet.js
+ */
+
+// --- Transcriber (transcriber.py) -----------------------------------------------------------
+
+/**
+ * A closed segment, in session seconds (events.Final.segment). No text: speech found while
+ * no model was loaded.
+ * @typedef {{ id: number, start: number, end: number, text?: string }} Segment
+ */
+
+/**
+ * What the kernel says went wrong: a capture error (`error` trait), a model that failed or
+ * stalled (`model_info`), or a refused start. `fix`: knob values that apply the hint.
+ * @typedef {{ code?: string, message?: string, hint?: string, fix?: Record<string, number> }} Problem
+ */
+
+/**
+ * The `env` message body: what the browser can tell about capture (diagnose.clean_env).
+ * @typedef {{
+ *   secure_context: boolean, origin: string, user_agent: string, browser: string,
+ *   media_devices: boolean, permission: string, devices: {id: string, label: string}[],
+ *   context_rate: number | null, context_state: string | null, policy_allows: boolean | null,
+ *   in_frame: boolean,
+ * }} Env
+ */
+
+/**
+ * One chunk's header; the chunk's samples go as its one buffer (wire.decode_chunk).
+ * @typedef {{
+ *   type: "chunk", view: string, seq: number, t: number, sample_rate: number,
+ *   dtype: "float32", n: number, final: boolean,
+ * }} ChunkHeader
+ */
+
+/**
+ * Page -> kernel (Transcriber._dispatch). `view` names the page a take belongs to.
+ * @typedef {ChunkHeader
+ *   | { type: "hello", view: string }
+ *   | ({ type: "env" } & Env)
+ *   | { type: "start", view: string, t: number, device_rate: number, device_label: string, device_id: string }
+ *   | { type: "error", code: string, name: string, message: string }
+ *   | { type: "self-test-result", view: string, failed: string, message: string }
+ *   | { type: "self-test-result", view: string, sample_rate: number, n: number, dtype: "float32" }
+ *   | { type: "segment-audio", id: number }
+ *   | { type: "apply-hint" }} PageMessage
+ */
+
+/**
+ * Kernel -> page. A `segment-audio` answer carries one int16 buffer unless it has an `error`.
+ * @typedef {{ type: "stop" }
+ *   | { type: "self-test", seconds: number }
+ *   | { type: "started", view: string | null }
+ *   | ({ type: "refused", view: string | null } & Problem)
+ *   | { type: "segment", segment: Segment }
+ *   | { type: "transcript", view: string | null, segments: Segment[] }
+ *   | { type: "segment-audio", id: number, error?: string, sample_rate?: number }} KernelMessage
+ */
+
+/**
+ * The Transcriber's synced traits that the page reads or writes.
+ * @typedef {{
+ *   status: string,
+ *   error: Problem,
+ *   recording: boolean,
+ *   device_id: string,
+ *   stats: Stats,
+ *   model_state: "none" | "loading" | "ready" | "error",
+ *   model_info: ModelInfo,
+ *   partial: string,
+ *   self_test_result: SelfTestResult,
+ *   vad: string,
+ *   energy_threshold_db: number,
+ * }} TranscriberModel
+ */
+
+/**
+ * session.AudioIn.stats(): counts of what arrived and what was refused.
+ * @typedef {{
+ *   seconds?: number, dropped_seconds?: number, lost?: number, duplicates?: number,
+ *   rejected?: number, rejected_by?: Record<string, number>,
+ * }} Stats
+ */
+
+/** @typedef {Problem & { name?: string, device?: string, progress?: number, stalled?: boolean }} ModelInfo */
+
+/** @typedef {Problem & { ok?: boolean, peak_db?: number, rms_db?: number }} SelfTestResult */
+
+export {};
