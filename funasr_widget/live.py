@@ -16,13 +16,14 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .asr import ModelLoadError, check_options
+from . import keywords
+from .asr import ModelLoadError
 from .audio import SAMPLE_RATE, as_mono_float32, read_audio
 from .errors import RecognitionError
 from .events import Event, Final, ModelState, Partial, Problem, VadChanged
 from .recognizer import Recognizer
 from .session import AudioSession
-from .vad import DEFAULTS, RANGES, check_params
+from .vad import DEFAULTS
 
 # The VAD knobs' defaults as a widget shows them: a number for the threshold (fsmn-vad's own).
 VAD_DEFAULTS = {**DEFAULTS, "speech_threshold": 0.6}
@@ -64,6 +65,9 @@ class LiveSession:
         """Every argument checked, as the constructor does, without starting anything."""
         if isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float)) or not max_seconds > 0:
             raise ValueError(f"max_seconds must be a positive number of seconds, got {max_seconds!r}")
+        keywords.check_names(
+            options, "LiveSession()", (keywords.OPTION,), LiveSession.__init__, "VAD knobs go in vad_params={...}."
+        )
         Recognizer.check(model, vad, device, vad_params, options)
 
     # -- listeners -------------------------------------------------------------------
@@ -210,12 +214,6 @@ def _name(fn) -> str:
     return getattr(fn, "__qualname__", None) or repr(fn)
 
 
-def split_options(options: dict) -> tuple[dict, dict]:
-    """(VAD parameters, model options) from one keyword dict, both checked."""
-    vad_params = {k: options.pop(k) for k in list(options) if k in RANGES}
-    return check_params(**vad_params), check_options(options)
-
-
 def transcribe(
     source,
     sample_rate: int | None = None,
@@ -233,7 +231,7 @@ def transcribe(
     (server, api_key, ca_bundle: asr/remote.py). Raises
     ModelLoadError if the model cannot load and RecognitionError if any part failed:
     never a truncated list."""
-    vad_params, model_options = split_options(dict(options))
+    vad_params, model_options = keywords.split(options, "transcribe()", own=transcribe)
     if isinstance(source, (str, os.PathLike)):
         samples, rate = read_audio(source)
     elif sample_rate is None:
@@ -261,4 +259,4 @@ def transcribe(
     return list(session.segments)
 
 
-__all__ = ["LiveSession", "RecognitionError", "VAD_DEFAULTS", "joined", "split_options", "transcribe"]
+__all__ = ["LiveSession", "RecognitionError", "VAD_DEFAULTS", "joined", "transcribe"]

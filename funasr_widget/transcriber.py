@@ -34,12 +34,12 @@ import anywidget
 import numpy as np
 import traitlets as t
 
-from . import diagnose
+from . import diagnose, keywords
 from ._bundle import bundle
 from .audio import write_wav
 from .events import Backlog, Final, Lag, ModelState, Partial, Problem, VadChanged
 from .levels import LevelWatch
-from .live import VAD_DEFAULTS, LiveSession, joined, split_options
+from .live import VAD_DEFAULTS, LiveSession, joined
 from .vad import check_params
 from .wire import WireError
 
@@ -94,7 +94,7 @@ class Transcriber(anywidget.AnyWidget):
         use_itn, hotword, punctuation, trust_remote_code). Remote mode: server="https://...",
         api_key (else $FUNASR_WIDGET_API_KEY), ca_bundle, server_partials; `model` is then the
         server's model name ("custom" for "auto"). Everything is checked here."""
-        vad_params, self._options = split_options(dict(options))
+        vad_params, self._options = keywords.split(options, "Transcriber()", own=Transcriber.__init__)
         knobs = {**VAD_DEFAULTS, **vad_params}
         LiveSession.check(model, vad, device, max_seconds, knobs, self._options)  # before a comm opens
         super().__init__(**knobs)
@@ -472,9 +472,13 @@ class Transcriber(anywidget.AnyWidget):
     def load_model(self, model: str, device: str = "auto", **options) -> None:
         """Load another model (or retry after fixing one) without losing the session.
         The arguments are checked now; the load runs in the background."""
-        vad_params, options = split_options(dict(options))
-        if vad_params:
-            raise TypeError(f"load_model() takes model options only; set VAD knobs as traits: {sorted(vad_params)}")
+        keywords.check_names(
+            options,
+            "load_model()",
+            (keywords.OPTION,),
+            Transcriber.load_model,
+            "Set VAD knobs as traits: w.end_silence_ms = 500.",
+        )
         self._live.load(model, device, **options)
         self._options = options
 

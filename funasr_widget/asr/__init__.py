@@ -11,7 +11,6 @@ and device give the same loaded model everywhere in the kernel, whatever the opt
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 from .. import _cache, _torch, models
 from .._torch import resolve_device
 from ..errors import ModelLoadError
+from ..keywords import OPTION, check_names
 from ..models import Progress
 from . import nano, remote
 from .base import LoadedModel
@@ -61,14 +61,9 @@ LOAD_OPTIONS = ("punctuation", "trust_remote_code")
 
 
 def check_options(options: dict) -> dict:
-    """The model options, checked: TypeError for an unknown name (with the close match) or
-    a wrong type, ValueError for an empty value; each message lists what is accepted."""
-    unknown = sorted(options.keys() - OPTIONS.keys())
-    if unknown:
-        close = {n: difflib.get_close_matches(n, OPTIONS, 1) for n in unknown}
-        hints = "".join(f" ({n!r}: did you mean {c[0]!r}?)" for n, c in close.items() if c)
-        listing = "; ".join(f"{k}: {v[1]}" for k, v in OPTIONS.items())
-        raise TypeError(f"Unknown model option(s) {unknown}{hints}. The options are: {listing}")
+    """The model options, checked: TypeError for an unknown name (with the close match among
+    every keyword, keywords.py) or a wrong type, ValueError for an empty value; each message lists what is accepted."""
+    check_names(options, "The model", (OPTION,))
     remote_options = remote.check_remote_options({k: options[k] for k in REMOTE_OPTIONS if k in options})
     if remote_options:
         local_only = sorted(k for k in NOT_REMOTE if options.get(k) is not None)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 
-from .base import DEFAULTS, RANGES, Vad, VadEvent, accepted, check_params
+from .base import DEFAULTS, Vad, VadEvent, accepted, check_params
 
 NAMES = ("fsmn-vad", "silero", "energy")
 RUNTIMES = ("funasr", "onnx", "auto")  # fsmn-vad's
@@ -31,7 +31,7 @@ def check_name(name) -> str:
 
 
 def create_vad(name: str = "fsmn-vad", **params) -> Vad:
-    """A new VAD; the parameters are checked here (see base.RANGES and base.DEFAULTS).
+    """A new VAD; the parameters are checked here (ranges: _constants.KNOBS).
 
     Every backend accepts all four knobs (end_silence_ms, speech_threshold,
     max_segment_s, energy_threshold_db), using those that apply to it. For fsmn-vad also
@@ -63,4 +63,4 @@ def create_vad(name: str = "fsmn-vad", **params) -> Vad:
     return EnergyVad(**params)
 
 
-__all__ = ["DEFAULTS", "NAMES", "RANGES", "Vad", "VadEvent", "accepted", "check_name", "check_params", "create_vad"]
+__all__ = ["DEFAULTS", "NAMES", "Vad", "VadEvent", "accepted", "check_name", "check_params", "create_vad"]

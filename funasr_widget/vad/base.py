@@ -3,7 +3,6 @@ segment on, and (for the frame-based backends) the start/end hysteresis."""
 
 from __future__ import annotations
 
-import difflib
 import math
 import numbers
 from dataclasses import dataclass
@@ -11,48 +10,38 @@ from typing import Protocol
 
 import numpy as np
 
-SAMPLE_RATE = 16000
-SAMPLES_PER_MS = SAMPLE_RATE // 1000
+from .._constants import KNOBS, SAMPLE_RATE, SAMPLES_PER_MS
+from ..keywords import KNOB, check_names
 
-# The knobs every backend takes, with the widget's defaults: dictation wants a segment
-# closed soon after the speaker pauses (700 ms), cut at 30 s (segment models decode best
-# below that); speech_threshold None means the backend's own (fsmn 0.6, silero 0.5).
-DEFAULTS = {"end_silence_ms": 700, "speech_threshold": None, "max_segment_s": 30.0, "energy_threshold_db": -45.0}
-# name -> (type, low, high, low is allowed, meaning): what is accepted, checked where given.
-RANGES = {
-    "end_silence_ms": (int, 100, 10_000, True, "ms of silence that closes a segment"),
-    "speech_threshold": (float, 0.0, 1.0, False, "speech score a frame needs; None: the backend's own"),
-    "max_segment_s": (float, 1.0, 300.0, False, "seconds after which a segment is cut"),
-    "energy_threshold_db": (float, -120.0, 0.0, True, "dBFS level the energy VAD calls speech"),
-}
+# The knobs' defaults; their ranges, units and meanings are in _constants.KNOBS.
+# speech_threshold None means the backend's own (default_threshold below).
+DEFAULTS = {name: knob["default"] for name, knob in KNOBS.items()}
 
 
 def accepted(name: str) -> str:
     """What `name` accepts, in words, for error messages."""
-    kind, low, high, closed, meaning = RANGES[name]
-    return f"{low} {'<=' if closed else '<'} {name} <= {high} ({kind.__name__}: {meaning})"
+    knob = KNOBS[name]
+    unit = f" {knob['unit']}" if knob["unit"] else ""
+    return f"{knob['min']} <= {name} <= {knob['max']} ({knob['type']}{unit}: {knob['doc']})"
 
 
 def check_params(**params) -> dict:
-    """VAD parameters checked and normalised; TypeError for an unknown name or a wrong
-    type, ValueError for a value out of range; both say what is accepted."""
-    unknown = sorted(params.keys() - RANGES.keys())
-    if unknown:
-        close = {n: difflib.get_close_matches(n, RANGES, 1) for n in unknown}
-        hints = "".join(f" ({n!r}: did you mean {c[0]!r}?)" for n, c in close.items() if c)
-        raise TypeError(f"Unknown VAD parameter(s) {unknown}{hints}; the parameters are {', '.join(RANGES)}")
+    """VAD parameters checked and normalised; TypeError for an unknown name (with the close
+    match among every keyword, keywords.py) or a wrong type, ValueError for a value out of
+    range; both say what is accepted."""
+    check_names(params, "A VAD", (KNOB,))
     out = {}
     for name, value in params.items():
-        kind, low, high, closed, _ = RANGES[name]
+        knob = KNOBS[name]
         if value is None and name == "speech_threshold":
             out[name] = None
             continue
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise TypeError(f"{name} must be a number, got {value!r}; accepted: {accepted(name)}")
         value = float(value)
-        if not (math.isfinite(value) and value <= high and (value >= low if closed else value > low)):
+        if not (math.isfinite(value) and knob["min"] <= value <= knob["max"]):
             raise ValueError(f"{name}={value:g} is out of range; accepted: {accepted(name)}")
-        out[name] = int(round(value)) if kind is int else value
+        out[name] = int(round(value)) if knob["type"] == "int" else value
     return out
 
 
