@@ -147,9 +147,9 @@ def test_a_misspelt_vad_name_names_the_close_match(name, close):
     [
         ({"end_silence_ms": 50}, ValueError, "100 <= end_silence_ms"),
         ({"end_silence_ms": "700"}, TypeError, "must be a number"),
-        ({"speech_threshold": 1.5}, ValueError, "0.0 < speech_threshold <= 1.0"),
+        ({"speech_threshold": 1.5}, ValueError, "0.01 <= speech_threshold <= 1.0"),
         ({"speech_threshold": float("nan")}, ValueError, "out of range"),
-        ({"max_segment_s": 0.5}, ValueError, "1.0 < max_segment_s"),
+        ({"max_segment_s": 0.5}, ValueError, "1.0 <= max_segment_s"),
         ({"energy_threshold_db": 10}, ValueError, "energy_threshold_db <= 0.0"),
         ({"energy_threshold_db": True}, TypeError, "must be a number"),
     ],
