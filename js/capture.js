@@ -70,7 +70,7 @@ async function refine(err) {
 }
 
 /**
- * @typedef {{ samples: Float32Array, final: boolean, t: number }} Chunk  16 kHz samples; t: capture time (epoch ms)
+ * @typedef {{ samples: Float32Array<ArrayBuffer>, final: boolean, t: number }} Chunk  16 kHz samples; t: capture time (epoch ms)
  * @typedef {{
  *   context: AudioContext, rate: number, deviceId: string, deviceLabel: string, stop: () => Promise<void>,
  * }} Capture

@@ -6,7 +6,7 @@
 // --- capture worklet <-> page ---------------------------------------------------------------
 
 /**
- * @typedef {{ type: "chunk", samples: Float32Array, final: boolean }
+ * @typedef {{ type: "chunk", samples: Float32Array<ArrayBuffer>, final: boolean }
  *   | { type: "level", db: number }} WorkletMessage  worklet.js -> capture.js
  * @typedef {{ type: "flush" }} WorkletCommand  capture.js -> worklet.js
  */

@@ -181,7 +181,7 @@ export function mixToMono(channels, out) {
 
 /** Groups samples into fixed-size chunks; each full chunk is a fresh array (it gets transferred). */
 export class Chunker {
-  /** @param {number} size @param {(chunk: Float32Array) => void} onChunk */
+  /** @param {number} size @param {(chunk: Float32Array<ArrayBuffer>) => void} onChunk */
   constructor(size, onChunk) {
     this.size = size;
     this.onChunk = onChunk;

@@ -2,10 +2,16 @@
 // error box and transcript, wired to the widget's traits and custom messages.
 import { CaptureError, gatherEnv, listInputs, playSamples, startCapture, watchEnv } from "./capture.js";
 
+/** @import { AnyModel, Render } from "@anywidget/types" */
+/** @import { Capture } from "./capture.js" */
+/** @import { ChunkHeader, KernelMessage, PageMessage, Problem, Segment, TranscriberModel } from "./protocol.js" */
+/** @typedef {AnyModel<TranscriberModel>} Model */
+
 const ERROR_WAIT_MS = 1000;  // how long the kernel gets to turn an error into the `error` trait
 
 // Shown only when the kernel does not answer an error in time (busy or dead); the real
 // hints live in Python (diagnose.py).
+/** @type {Record<string, [string, string]>} */
 const FALLBACK = {
   "insecure-context": ["This page is not a secure context, so the browser hides the microphone.",
     "Open Jupyter at https://… or http://localhost (for a remote server, use an SSH tunnel)."],
@@ -34,9 +40,29 @@ function newViewId() {
   return globalThis.crypto?.randomUUID?.() ?? `${Date.now()}-${Math.random().toString(16).slice(2)}`;
 }
 
+/**
+ * What a view offers the session that its model's messages update.
+ * @typedef {{
+ *   sync(): void, meter(): void, refreshDevices(): Promise<void>, renderSegments(): void,
+ *   appendSegment(seg: Segment): void, markPlaying(id: number | null): void,
+ * }} View
+ */
+
+/**
+ * One model's capture and transcript (the fields are explained in sessionFor).
+ * @typedef {{
+ *   phase: "idle" | "starting" | "recording" | "stopping", capture: Capture | null, stopRequested: boolean,
+ *   seq: number, startedAt: number, level: number | null, fallback: Problem | null, fallbackTimer: number,
+ *   views: Set<View>, viewId: string, accepted: boolean, held: [ChunkHeader, ArrayBuffer][],
+ *   answer: ((msg: KernelMessage) => void) | null, segments: Segment[], testing: boolean, playing: number | null,
+ * }} Session
+ */
+
 // One capture per model, shared by all its views (a model can be displayed several times).
+/** @type {WeakMap<Model, Session>} */
 const sessions = new WeakMap();
 
+/** @param {Model} model */
 function sessionFor(model) {
   if (!sessions.has(model)) {
     sessions.set(model, {
@@ -59,14 +85,19 @@ function sessionFor(model) {
       testing: false,       // the microphone self-test is running
       playing: null,        // id of the segment being played
     });
-    const s = sessions.get(model);
+    const s = /** @type {Session} */ (sessions.get(model));
     model.on("msg:custom", (msg, buffers) => onKernelMessage(model, s, msg, buffers));
     send(model, { type: "hello", view: s.viewId });
   }
-  return sessions.get(model);
+  return /** @type {Session} */ (sessions.get(model));
 }
 
-// The comm may already be closed when a notebook drops the widget mid-recording.
+/**
+ * The comm may already be closed when a notebook drops the widget mid-recording.
+ * @param {Model} model
+ * @param {PageMessage} content
+ * @param {ArrayBuffer[]} [buffers]
+ */
 function send(model, content, buffers) {
   try {
     model.send(content, undefined, buffers);
@@ -75,6 +106,7 @@ function send(model, content, buffers) {
   }
 }
 
+/** @param {Model} model @param {boolean} value */
 function setRecording(model, value) {
   try {
     model.set("recording", value);
@@ -84,14 +116,17 @@ function setRecording(model, value) {
   }
 }
 
+/** @param {Session} s */
 function notify(s) {
   for (const view of s.views) view.sync();
 }
 
+/** @param {Model} model @param {Session} s */
 async function sendEnv(model, s) {
   send(model, { type: "env", ...(await gatherEnv(s.capture?.context)) });
 }
 
+/** @param {Model} model @param {Session} s @param {CaptureError} err */
 function reportError(model, s, { code, name, message }) {
   send(model, { type: "error", code, name, message });
   clearTimeout(s.fallbackTimer);
@@ -106,15 +141,23 @@ function reportError(model, s, { code, name, message }) {
   }, ERROR_WAIT_MS);
 }
 
-// Chunks go once the kernel has accepted the take; until then (a few ms) they wait.
+/**
+ * Chunks go once the kernel has accepted the take; until then (a few ms) they wait.
+ * @param {Model} model @param {Session} s @param {import("./capture.js").Chunk} chunk
+ */
 function sendChunk(model, s, { samples, final, t }) {
+  /** @type {ChunkHeader} */
   const header = { type: "chunk", view: s.viewId, seq: s.seq++, t, sample_rate: 16000, dtype: "float32",
     n: samples.length, final };
   if (s.accepted) send(model, header, [samples.buffer]);
   else if (s.held.length < HELD_CHUNKS) s.held.push([header, samples.buffer]);
 }
 
-// The kernel answers `start` with started or refused (another page is recording).
+/**
+ * The kernel answers `start` with started or refused (another page is recording).
+ * @param {Model} model @param {Session} s @param {PageMessage} content
+ * @returns {Promise<KernelMessage | { type: "timeout" }>}
+ */
 function askToStart(model, s, content) {
   return new Promise((resolve) => {
     const timer = setTimeout(() => resolve({ type: "timeout" }), START_WAIT_MS);
@@ -126,6 +169,7 @@ function askToStart(model, s, content) {
   });
 }
 
+/** @param {Model} model @param {Session} s */
 async function start(model, s) {
   if (s.phase !== "idle") return;
   s.phase = "starting";
@@ -149,7 +193,7 @@ async function start(model, s) {
         stop(model, s);
       },
     });
-  } catch (err) {
+  } catch (/** @type {any} */ err) {
     s.phase = "idle";
     notify(s);
     reportError(model, s, err instanceof CaptureError ? err : new CaptureError("capture-failed", String(err), err?.name));
@@ -185,13 +229,14 @@ async function start(model, s) {
   if (s.stopRequested) stop(model, s);
 }
 
+/** @param {Model} model @param {Session} s */
 async function stop(model, s) {
   if (s.phase === "starting") s.stopRequested = true;
   if (s.phase !== "recording") return;
   s.phase = "stopping";
   notify(s);
   try {
-    await s.capture.stop();  // the final chunk has been sent when this resolves
+    await /** @type {Capture} */ (s.capture).stop();  // the final chunk has been sent when this resolves
   } finally {
     s.capture = null;
     s.phase = "idle";
@@ -202,7 +247,10 @@ async function stop(model, s) {
   }
 }
 
-// Messages from the kernel, handled once per page (not per view).
+/**
+ * Messages from the kernel, handled once per page (not per view).
+ * @param {Model} model @param {Session} s @param {KernelMessage} msg @param {DataView[]} buffers
+ */
 function onKernelMessage(model, s, msg, buffers) {
   if (msg?.type === "stop") stop(model, s);
   else if (msg?.type === "self-test") selfTest(model, s, Number(msg.seconds) || 3);
@@ -220,19 +268,26 @@ function onKernelMessage(model, s, msg, buffers) {
   }
 }
 
-// The segment's audio, as the kernel holds it (one int16 buffer), played in the browser.
+/**
+ * The segment's audio, as the kernel holds it (one int16 buffer), played in the browser.
+ * @param {Session} s
+ * @param {Extract<KernelMessage, { type: "segment-audio" }>} msg
+ * @param {DataView[]} buffers
+ */
 async function playSegment(s, msg, buffers) {
   if (s.playing !== msg.id) return;  // not (or no longer) asked for
   const finish = () => {
     s.playing = null;
     for (const view of s.views) view.markPlaying(null);
   };
-  const raw = buffers?.[0];
+  // A DataView from current widget managers; an ArrayBuffer or a typed array from older ones.
+  const raw = /** @type {DataView | ArrayBuffer | ArrayBufferView | undefined} */ (buffers?.[0]);
   if (msg.error || !raw) {
     finish();
     return;
   }
-  const view = raw instanceof DataView ? raw : new DataView(raw.buffer ?? raw, raw.byteOffset ?? 0, raw.byteLength);
+  const view = raw instanceof DataView ? raw
+    : "buffer" in raw ? new DataView(raw.buffer, raw.byteOffset, raw.byteLength) : new DataView(raw);
   const n = Math.floor(view.byteLength / 2);
   const samples = new Float32Array(n);
   for (let i = 0; i < n; i++) samples[i] = view.getInt16(2 * i, true) / 32767;
@@ -245,6 +300,7 @@ async function playSegment(s, msg, buffers) {
 
 // "Does my microphone work at all": record a few seconds here, play them back, and let the
 // kernel judge the levels (self_test_result).
+/** @param {Model} model @param {Session} s @param {number} seconds */
 async function selfTest(model, s, seconds) {
   if (s.phase !== "idle" || s.testing) {
     send(model, { type: "self-test-result", view: s.viewId, failed: "capture-failed",
@@ -255,6 +311,7 @@ async function selfTest(model, s, seconds) {
   s.fallback = null;
   s.level = null;
   notify(s);
+  /** @type {Float32Array[]} */
   const pieces = [];
   let capture = null;
   try {
@@ -268,7 +325,7 @@ async function selfTest(model, s, seconds) {
     });
     await new Promise((resolve) => setTimeout(resolve, Math.min(Math.max(seconds, 0.5), 10) * 1000));
     await capture.stop();
-  } catch (err) {
+  } catch (/** @type {any} */ err) {
     s.testing = false;
     s.level = null;
     notify(s);
@@ -297,21 +354,31 @@ async function selfTest(model, s, seconds) {
   }
 }
 
+/**
+ * @template {keyof HTMLElementTagNameMap} K
+ * @param {K} tag @param {string} className @param {Partial<HTMLElementTagNameMap[K]>} props
+ * @returns {HTMLElementTagNameMap[K]}
+ */
 function h(tag, className, props = {}) {
   return Object.assign(document.createElement(tag), { className, ...props });
 }
 
+/** @param {number} seconds */
 function clock(seconds) {
   const total = Math.max(0, Math.floor(seconds || 0));
-  const pad = (v) => String(v).padStart(2, "0");
+  const pad = (/** @type {number} */ v) => String(v).padStart(2, "0");
   return `${pad(Math.floor(total / 60))}:${pad(total % 60)}`;
 }
 
-// -60..0 dBFS -> 0..100 %
+/**
+ * -60..0 dBFS -> 0..100 %
+ * @param {number} db
+ */
 function meterPercent(db) {
   return Math.min(100, Math.max(0, ((db + 60) / 60) * 100));
 }
 
+/** @param {HTMLElement} el */
 function buildUI(el) {
   const ui = {
     root: h("div", "fw-root"),
@@ -352,13 +419,18 @@ function buildUI(el) {
   return ui;
 }
 
+/**
+ * @param {HTMLElement} box @param {HTMLElement} message @param {HTMLElement} hint
+ * @param {Problem | null | undefined} err
+ */
 function showBox(box, message, hint, err) {
   const visible = Boolean(err?.message || err?.code || err?.hint);
   box.hidden = !visible;
-  message.textContent = visible ? err.message || err.code : "";
-  hint.textContent = visible ? err.hint || "" : "";
+  message.textContent = visible ? err?.message || err?.code || "" : "";
+  hint.textContent = visible ? err?.hint || "" : "";
 }
 
+/** @type {Render<TranscriberModel>} */
 function render({ model, el }) {
   const s = sessionFor(model);
   const ui = buildUI(el);
@@ -391,8 +463,9 @@ function render({ model, el }) {
     ui.testResult.dataset.ok = r.code === "running" ? "" : String(Boolean(r.ok));
   }
 
+  /** @param {number | null} id */
   function markPlaying(id) {
-    for (const line of ui.transcript.querySelectorAll(".fw-final")) {
+    for (const line of /** @type {NodeListOf<HTMLElement>} */ (ui.transcript.querySelectorAll(".fw-final"))) {
       line.toggleAttribute("data-playing", id !== null && line.dataset.id === String(id));
     }
   }
@@ -453,7 +526,10 @@ function render({ model, el }) {
     showBox(ui.modelError, ui.modelErrorMessage, ui.modelErrorHint, state === "error" || info.stalled ? info : null);
   }
 
-  // Follow new text only while the user is at the bottom (they may have scrolled up to read).
+  /**
+   * Follow new text only while the user is at the bottom (they may have scrolled up to read).
+   * @param {() => void} update
+   */
   function keepScrolled(update) {
     const t = ui.transcript;
     const atBottom = t.scrollHeight - t.scrollTop - t.clientHeight < 8;
@@ -462,6 +538,7 @@ function render({ model, el }) {
     if (atBottom) t.scrollTop = t.scrollHeight;
   }
 
+  /** @param {Segment} seg */
   function finalLine(seg) {
     // A segment without text: speech the VAD found while no model was loaded.
     const text = seg.text || `(speech ${clock(seg.start)}–${clock(seg.end)}, not transcribed)`;
@@ -476,6 +553,7 @@ function render({ model, el }) {
     keepScrolled(() => ui.transcript.replaceChildren(...s.segments.map(finalLine), ui.partial));
   }
 
+  /** @param {Segment} seg */
   function appendSegment(seg) {
     keepScrolled(() => ui.transcript.insertBefore(finalLine(seg), ui.partial));
   }
@@ -484,9 +562,11 @@ function render({ model, el }) {
     const st = model.get("stats") || {};
     const parts = [];
     if (typeof st.seconds === "number") parts.push(`${st.seconds.toFixed(1)} s kept`);
+    /** @type {["lost" | "duplicates" | "rejected", string][]} */
     const counted = [["lost", "lost"], ["duplicates", "duplicate"], ["rejected", "rejected"]];
-    for (const [key, word] of counted) if (st[key] > 0) parts.push(`${st[key]} chunks ${word}`);
-    if (st.dropped_seconds > 0) parts.push(`${st.dropped_seconds.toFixed(1)} s over the recording cap, not kept`);
+    for (const [key, word] of counted) if ((st[key] ?? 0) > 0) parts.push(`${st[key]} chunks ${word}`);
+    const dropped = st.dropped_seconds ?? 0;
+    if (dropped > 0) parts.push(`${dropped.toFixed(1)} s over the recording cap, not kept`);
     ui.stats.textContent = parts.join(" · ");
     ui.stats.dataset.problem = String(parts.length > (typeof st.seconds === "number" ? 1 : 0));
     const reasons = Object.entries(st.rejected_by || {}).map(([k, v]) => `${k}: ${v}`).join(", ");
@@ -533,13 +613,15 @@ function render({ model, el }) {
   ui.errorFix.addEventListener("click", () => send(model, { type: "apply-hint" }));
   ui.test.addEventListener("click", () => selfTest(model, s, 3));
   ui.transcript.addEventListener("click", (event) => {
-    const line = event.target.closest?.(".fw-final[data-playable]");
+    const target = /** @type {Partial<HTMLElement>} */ (event.target);
+    const line = /** @type {HTMLElement | null | undefined} */ (target.closest?.(".fw-final[data-playable]"));
     if (!line) return;  // a second click asks again (an unanswered one never blocks)
     s.playing = Number(line.dataset.id);
     for (const v of s.views) v.markPlaying(s.playing);
     send(model, { type: "segment-audio", id: s.playing });
   });
 
+  /** @type {[string, () => void][]} */
   const listeners = [
     ["change:status", renderStatus],
     ["change:error", onError],

@@ -24,7 +24,7 @@ class CaptureProcessor extends AudioWorkletProcessor {
   }
 
   /**
-   * @param {Float32Array} samples
+   * @param {Float32Array<ArrayBuffer>} samples
    * @param {boolean} final
    */
   post(samples, final) {
