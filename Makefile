@@ -8,16 +8,25 @@ ROOT := $(filter 0,$(shell id -u))
 SUDO := $(if $(ROOT),,sudo)
 APT_PACKAGES := chromium espeak-ng sox nginx openssl
 
-.PHONY: lab test test-python test-js test-wheel bench setup system python js models clean
+.PHONY: lab test test-python test-js lint test-wheel test-extras wheel bench setup system python js models clean
 
 lab: setup
 	FUNASR_WIDGET_MODELS=$(CURDIR)/models $(PY) -m jupyter lab --ip=127.0.0.1 --port=$(PORT) --no-browser \
 		$(if $(ROOT),--allow-root) --ServerApp.root_dir=notebooks notebooks/01_live_dictation.ipynb
 
-test: setup test-js test-python test-wheel
+test: setup test-js lint test-python test-wheel test-extras
 
+# The front end: its node tests, biome's lint and tsc's check of the JSDoc types (package.json).
 test-js: js
 	npm test
+	npm run lint
+	npm run typecheck
+
+# The package's style and types: ruff (lint and format) and mypy, configured in pyproject.toml.
+lint: python
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 test-python: python models
 	$(PY) -m pytest
@@ -27,17 +36,34 @@ test-python: python models
 # records and transcribes, run from inside that venv (so `import funasr_widget` cannot find this
 # source tree) against the installed copy, in JupyterLab and in Notebook 7.
 WHEEL_DIR := build/wheel
+WHEEL := $(WHEEL_DIR)/funasr_widget-*.whl
 WHEEL_VENV := build/wheel-venv
-test-wheel: python js models
-	rm -rf $(WHEEL_DIR) $(WHEEL_VENV)
+wheel: python js
+	rm -rf $(WHEEL_DIR)
 	$(PY) -m build --wheel --outdir $(WHEEL_DIR) .
+
+test-wheel: wheel models
+	rm -rf $(WHEEL_VENV)
 	python3 -m venv $(WHEEL_VENV)
 	$(WHEEL_VENV)/bin/python -m pip install -q --upgrade pip
 	$(WHEEL_VENV)/bin/python -m pip install -q "$(TORCH)"
-	$(WHEEL_VENV)/bin/python -m pip install -q "$$(echo $(WHEEL_DIR)/funasr_widget-*.whl)[asr,notebooks,test]"
+	$(WHEEL_VENV)/bin/python -m pip install -q "$$(echo $(WHEEL))[asr,notebooks,test]"
 	cd $(WHEEL_VENV) && for frontend in lab notebook; do \
 		FUNASR_WIDGET_TEST_INSTALLED=1 FUNASR_WIDGET_TEST_FRONTEND=$$frontend \
 			bin/python -m pytest -m browser $(CURDIR)/tests/browser/test_recognition.py || exit 1; \
+	done
+
+# The same wheel as users get it with no extras and with only [remote] (no torch, no funasr),
+# each in a fresh venv with pytest alone beside it; tests/test_installed_extras.py then runs from
+# inside the venv (so the source tree is not importable) and checks what that install promises.
+test-extras: wheel models
+	for extras in bare remote; do \
+		venv=build/venv-$$extras; \
+		rm -rf $$venv && python3 -m venv $$venv || exit 1; \
+		$$venv/bin/python -m pip install -q --disable-pip-version-check pytest pytest-timeout \
+			"$$(echo $(WHEEL))$$([ $$extras = bare ] || echo "[$$extras]")" || exit 1; \
+		(cd $$venv && FUNASR_WIDGET_TEST_EXTRAS=$$extras FUNASR_WIDGET_MODELS=$(CURDIR)/models \
+			bin/python -m pytest -q $(CURDIR)/tests/test_installed_extras.py) || exit 1; \
 	done
 
 # Benchmarks (bench/README.md): about 11 minutes on 2 cores; writes bench/RESULTS.md.
