@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import socket
 import sys
 import sysconfig
 from importlib import metadata
@@ -161,6 +162,28 @@ def test_fsmn_vad_runs_on_onnxruntime(speech, fsmn_folder):
         assert widget.wait(60)
         assert widget.vad == "fsmn-vad"
         assert [(s["start"], s["end"]) for s in widget.segments] == spans  # live == the VAD alone
+    finally:
+        widget.close()
+    assert stack_imported() == []
+
+
+@remote
+def test_a_remote_engine_kernel_cuts_with_fsmn_vad_while_its_server_is_down(speech, fsmn_folder):
+    """The [remote] kernel as the class-server set-up makes it: the ASR on a server (here one
+    that is not running), the VAD here. The segments still come, with their audio, and the
+    model error names the server."""
+    from funasr_widget import Transcriber
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    widget = Transcriber(model="custom", server=url, vad="fsmn-vad")
+    try:
+        feed_blocks(widget, speech.samples)
+        assert widget.wait(60)
+        assert widget.model_state == "error" and url.removeprefix("http://") in widget.model_info["message"]
+        assert_covers(widget.segments, speech.intervals_ms)
+        assert len(widget.audio) == len(speech.samples)
     finally:
         widget.close()
     assert stack_imported() == []
