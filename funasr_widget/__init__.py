@@ -14,11 +14,12 @@ from .errors import FunasrWidgetError, MissingDependencyError, ModelLoadError, R
 
 if TYPE_CHECKING:
     from .explorer import VadExplorer
+    from .journal import sessions
     from .live import transcribe
     from .transcriber import Transcriber
 
 # public name -> the module that defines it, imported when the name is first used
-_LAZY = {"Transcriber": ".transcriber", "VadExplorer": ".explorer", "transcribe": ".live"}
+_LAZY = {"Transcriber": ".transcriber", "VadExplorer": ".explorer", "transcribe": ".live", "sessions": ".journal"}
 
 
 def __getattr__(name: str):
@@ -41,6 +42,7 @@ __all__ = [
     "Transcriber",
     "VadExplorer",
     "models",
+    "sessions",
     "transcribe",
 ]
 __version__ = "0.1.0"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 import threading
 import wave
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLE_RATE = 16_000
+from ._constants import SAMPLE_RATE
 
 
 def as_mono_float32(samples) -> np.ndarray:
@@ -57,17 +58,26 @@ def resample(samples: np.ndarray, rate: int) -> np.ndarray:
 class Recording:
     """The session's audio (float32, 16 kHz), kept up to `max_seconds`.
 
-    The samples live in an anonymous temporary file, not in RAM: an hour is
-    230 MB, which a kernel should not hold for a feature most sessions read
-    once. Audio past the cap is counted in `dropped_seconds`, not stored.
-    Thread-safe: the message handler appends while the notebook reads.
+    The samples live in a file, not in RAM: an hour is 230 MB, which a kernel should not
+    hold for a feature most sessions read once. With `path` the file is named and stays
+    after close() (a saved session's audio, journal.py); each append is written through at
+    once, so a killed kernel loses at most the chunk being written, and sync() makes what
+    was written durable. Without one it is an anonymous temporary file, deleted on close().
+    An existing file is continued. Audio past the cap is counted in `dropped_seconds`, not
+    stored. Thread-safe: the message handler appends while the notebook reads.
     """
 
-    def __init__(self, max_seconds: float = 3600.0):
+    def __init__(self, max_seconds: float = 3600.0, path: str | os.PathLike | None = None):
         self.max_samples = int(max_seconds * SAMPLE_RATE)
+        self.path = None if path is None else Path(path)
         self._lock = threading.Lock()
-        self._file = tempfile.TemporaryFile(prefix="funasr-widget-")  # deleted when closed
-        self._kept = 0
+        if self.path is None:
+            self._file = tempfile.TemporaryFile(prefix="funasr-widget-", buffering=0)
+        else:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+            self._file = os.fdopen(fd, "r+b", buffering=0)
+        self._kept = os.fstat(self._file.fileno()).st_size // 4
+        self._file.truncate(self._kept * 4)  # a sample torn by a kill
         self._dropped = 0
 
     def clear(self) -> None:
@@ -76,36 +86,52 @@ class Recording:
             self._kept = 0
             self._dropped = 0
 
+    def sync(self) -> None:
+        """Make what was appended durable (fsync), without holding up append() meanwhile."""
+        with self._lock:
+            if self._file.closed:
+                return
+            fd = os.dup(self._file.fileno())
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
     def close(self) -> None:
-        """Delete the file; the recording cannot be read after this."""
+        """Close the file: a named one stays (and stays readable), a temporary one is deleted."""
+        if self.path is not None:
+            self.sync()
         with self._lock:
             self._file.close()
 
-    def _check_open(self) -> None:
-        if self._file.closed:
-            raise RuntimeError(
-                "this recording was released when its session was closed; save_wav() or copy `audio` before close()"
-            )
-
     def append(self, samples: np.ndarray) -> None:
         with self._lock:
-            self._check_open()
+            if self._file.closed:
+                raise RuntimeError("this recording is closed: its session has ended")
             keep = samples[: max(self.max_samples - self._kept, 0)]
             if len(keep):
                 self._file.seek(self._kept * 4)
-                self._file.write(np.ascontiguousarray(keep, dtype="<f4").tobytes())
+                data = memoryview(np.ascontiguousarray(keep, dtype="<f4").tobytes())
+                while data:  # a raw file may take less than all in one write
+                    data = data[self._file.write(data) :]
                 self._kept += len(keep)
             self._dropped += len(samples) - len(keep)
 
     def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Samples [start, stop) of the recording."""
         with self._lock:
-            self._check_open()
             stop = self._kept if stop is None else min(stop, self._kept)
             if stop <= start:
                 return np.zeros(0, np.float32)
-            self._file.seek(start * 4)
-            return np.frombuffer(self._file.read((stop - start) * 4), "<f4").astype(np.float32)
+            if not self._file.closed:
+                return _read_f32(self._file, start, stop)
+            if self.path is None:
+                raise RuntimeError(
+                    "this recording was released when its session was closed (autosave=False); "
+                    "save_wav() or copy `audio` before close()"
+                )
+            with open(self.path, "rb", buffering=0) as f:
+                return _read_f32(f, start, stop)
 
     @property
     def samples(self) -> np.ndarray:
@@ -118,6 +144,16 @@ class Recording:
     @property
     def dropped_seconds(self) -> float:
         return self._dropped / SAMPLE_RATE
+
+
+def _read_f32(f, start: int, stop: int) -> np.ndarray:
+    f.seek(start * 4)
+    return np.frombuffer(f.read((stop - start) * 4), "<f4").astype(np.float32)
+
+
+def pcm16(samples: np.ndarray) -> np.ndarray:
+    """Float samples as little-endian 16-bit PCM (clipped to [-1, 1], rounded)."""
+    return (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2")
 
 
 def write_wav(path, samples: np.ndarray, rate: int = SAMPLE_RATE) -> Path:

@@ -58,3 +58,8 @@ class Problem:
 
 Event = ModelState | Partial | Final | Lag | Backlog | VadChanged | Problem
 Emit = Callable[[Event], None]
+
+
+def joined(segments: list[dict]) -> str:
+    """A transcript's text: its final segments' texts, one space between."""
+    return " ".join(s["text"] for s in segments if s.get("text"))

@@ -16,11 +16,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from . import keywords
+from . import journal, keywords
 from .asr import ModelLoadError
 from .audio import SAMPLE_RATE, as_mono_float32, read_audio
 from .errors import RecognitionError
-from .events import Event, Final, ModelState, Partial, Problem, VadChanged
+from .events import Event, Final, ModelState, Partial, Problem, VadChanged, joined
+from .journal import Journal, SavedSession
 from .recognizer import Recognizer
 from .session import AudioSession
 from .vad import DEFAULTS
@@ -42,11 +43,20 @@ class LiveSession:
         partials: bool = True,
         vad_params: dict | None = None,
         listener: Listener | None = None,
+        autosave: bool = True,
+        resume: SavedSession | None = None,
         **options,
     ):
-        """`listener` gets every event, from the first (subscribed before any thread starts)."""
-        self.check(model, vad, device, max_seconds, vad_params or {}, options)
-        self.segments: list[dict] = []
+        """`listener` gets every event, from the first (subscribed before any thread starts).
+        `autosave`: journal each final segment and keep the recording on disk (journal.py);
+        `resume`: a saved session (funasr_widget.sessions()) to go on with: its segments come
+        first, new audio is appended to its recording and new segment ids follow its own."""
+        self.check(model, vad, device, max_seconds, vad_params or {}, options, autosave=autosave, resume=resume)
+        if resume is not None:
+            self._journal: Journal | None = Journal.reopen(resume, max_seconds)
+        else:
+            self._journal = Journal.create(max_seconds) if autosave else None
+        self.segments: list[dict] = list(resume.segments) if resume is not None else []
         self.partial = ""
         self.model_state, self.model_info = "none", {}
         self.problems: collections.deque[Problem] = collections.deque(maxlen=100)
@@ -58,13 +68,19 @@ class LiveSession:
             model, vad, device, vad_params or {}, self._on_event, partials=partials, on_close=self._release, **options
         )
         self.vad_name = self.recognizer.vad_name
-        self.audio = AudioSession(max_seconds, sink=self.recognizer.push)
+        self.audio = AudioSession(
+            max_seconds, sink=self.recognizer.push, path=None if self._journal is None else self._journal.audio_path
+        )
+        # A resumed session's new segments follow its own: ids after its last, times after its audio.
+        self._first_id = max((s["id"] for s in self.segments), default=-1) + 1
+        self._start_s = self.audio.recording.seconds
 
     @staticmethod
-    def check(model, vad, device, max_seconds, vad_params: dict, options: dict) -> None:
+    def check(model, vad, device, max_seconds, vad_params: dict, options: dict, *, autosave=True, resume=None) -> None:
         """Every argument checked, as the constructor does, without starting anything."""
         if isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float)) or not max_seconds > 0:
             raise ValueError(f"max_seconds must be a positive number of seconds, got {max_seconds!r}")
+        journal.check(autosave, resume)
         keywords.check_names(
             options, "LiveSession()", (keywords.OPTION,), LiveSession.__init__, "VAD knobs go in vad_params={...}."
         )
@@ -78,12 +94,16 @@ class LiveSession:
         self._callbacks.append(callback)
 
     def _on_event(self, event: Event) -> None:
+        failed = None
+        if isinstance(event, Final) and (self._first_id or self._start_s):
+            event = Final(continued(event.segment, self._first_id, self._start_s))
         with self._lock:
             if isinstance(event, ModelState):
                 self.model_state, self.model_info = event.state, dict(event.info)
             elif isinstance(event, Partial):
                 self.partial = event.text
             elif isinstance(event, Final):
+                failed = self._save({"segment": event.segment})  # durable before it is seen
                 self.segments.append(event.segment)
             elif isinstance(event, VadChanged):
                 self.vad_name = event.name
@@ -94,6 +114,27 @@ class LiveSession:
         if isinstance(event, Final):
             for callback in list(self._callbacks):
                 self._call(callback, dict(event.segment), f"the on_segment callback {_name(callback)}")
+        if failed is not None:
+            self._on_event(failed)
+
+    def _save(self, entry: dict) -> Problem | None:
+        """Journal one entry, the audio so far made durable first (called with the lock held,
+        on the recognition thread). The first failure stops autosave and is returned."""
+        if self._journal is None:
+            return None
+        try:
+            self.audio.recording.sync()
+            self._journal.add(entry)
+        except (OSError, TypeError, ValueError) as err:
+            self._journal = None
+            return Problem(
+                "autosave-failed",
+                f"Autosave stopped: {type(err).__name__}: {err}.",
+                "The transcript and audio are still here: keep them with save_wav() and "
+                "to_dataframe(). Free disk space (or fix the sessions folder) for the next session.",
+            )
+        return None
+
 
     def _call(self, fn, arg, what: str) -> None:
         try:
@@ -156,7 +197,10 @@ class LiveSession:
 
     def replace_segments(self, segments: list[dict]) -> None:
         with self._lock:
+            failed = self._save({"transcript": list(segments)})
             self.segments = list(segments)
+        if failed is not None:
+            self._on_event(failed)
 
     def retranscribe(self) -> list[dict]:
         """The whole recording transcribed again with the model now loaded; raises (and keeps
@@ -195,7 +239,8 @@ class LiveSession:
 
     def close(self) -> None:
         """Finish the open segment (its final text still arrives), then stop the worker and
-        release the recording's file. Returns at once."""
+        close the recording's file. Returns at once. A saved session's files stay, marked
+        complete (funasr_widget.sessions()); with autosave=False the recording is deleted."""
         if self._closed:
             return
         self.audio.end_take()
@@ -204,10 +249,20 @@ class LiveSession:
 
     def _release(self) -> None:
         self.audio.recording.close()
+        if self._journal is not None:
+            try:
+                self._journal.close()
+            except OSError as err:
+                self._on_event(Problem("autosave-failed", f"The saved session could not be marked complete: {err}."))
 
 
-def joined(segments: list[dict]) -> str:
-    return " ".join(s["text"] for s in segments if s.get("text"))
+def continued(segment: dict, first_id: int, start_s: float) -> dict:
+    """A resumed session's segment: its id after the saved ones, its times after their audio."""
+    shift = lambda t: round(t + start_s, 3)  # noqa: E731
+    moved = {**segment, "id": segment["id"] + first_id, "start": shift(segment["start"]), "end": shift(segment["end"])}
+    if segment.get("words"):
+        moved["words"] = [{**w, "start": shift(w["start"]), "end": shift(w["end"])} for w in segment["words"]]
+    return moved
 
 
 def _name(fn) -> str:
@@ -220,6 +275,8 @@ def transcribe(
     model: str | None = "auto",
     vad: str = "fsmn-vad",
     device: str = "auto",
+    *,
+    autosave: bool = False,
     **options,
 ) -> list[dict]:
     """Transcribe a file or an array offline; gives the segments live streaming gives.
@@ -228,7 +285,8 @@ def transcribe(
     same 100 ms blocks, so the VAD cuts it the same way. `options`: VAD parameters
     (end_silence_ms, speech_threshold, max_segment_s, energy_threshold_db) and model
     options (language, use_itn, hotword, punctuation, trust_remote_code), or a server's
-    (server, api_key, ca_bundle: asr/remote.py). Raises
+    (server, api_key, ca_bundle: asr/remote.py). `autosave=True` keeps the segments and
+    audio as a saved session (funasr_widget.sessions()), as a widget does. Raises
     ModelLoadError if the model cannot load and RecognitionError if any part failed:
     never a truncated list."""
     vad_params, model_options = keywords.split(options, "transcribe()", own=transcribe)
@@ -247,6 +305,7 @@ def transcribe(
         max_seconds=len(samples) / rate + 1.0,
         partials=False,
         vad_params=vad_params,
+        autosave=autosave,
         **model_options,
     )
     session.recognizer.pipeline.offline = True  # decoded as funasr's batch path does (pipeline.py)
@@ -255,6 +314,7 @@ def transcribe(
         session.wait()
     finally:
         session.close()
+        session.wait()  # until the worker has closed the files: a saved session is complete
     session.raise_if_failed()
     return list(session.segments)
 

@@ -18,6 +18,7 @@ import numbers
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -50,8 +51,9 @@ def _check_rate(sample_rate) -> int:
 
 
 class AudioSession:
-    def __init__(self, max_seconds: float = 3600.0, sink: AudioSink | None = None):
-        self.recording = Recording(max_seconds)
+    def __init__(self, max_seconds: float = 3600.0, sink: AudioSink | None = None, path: Path | None = None):
+        """`path`: the recording's file, kept (audio.Recording); None for a temporary one."""
+        self.recording = Recording(max_seconds, path)
         self.sink = sink
         self._lock = threading.Lock()
         self._reorder = Reorderer()

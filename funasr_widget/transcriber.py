@@ -38,6 +38,7 @@ from . import diagnose, keywords
 from ._bundle import bundle
 from .audio import write_wav
 from .events import Backlog, Final, Lag, ModelState, Partial, Problem, VadChanged
+from .journal import SavedSession
 from .levels import LevelWatch
 from .live import VAD_DEFAULTS, LiveSession, joined
 from .vad import check_params
@@ -86,6 +87,8 @@ class Transcriber(anywidget.AnyWidget):
         device: str = "auto",
         *,
         max_seconds: float = 3600.0,
+        autosave: bool = True,
+        resume: SavedSession | None = None,
         **options,
     ):
         """`model`: a registry name, a local folder, "auto" (by device) or None for capture only.
@@ -93,10 +96,13 @@ class Transcriber(anywidget.AnyWidget):
         speech_threshold, max_segment_s, energy_threshold_db) and model options (language,
         use_itn, hotword, punctuation, trust_remote_code). Remote mode: server="https://...",
         api_key (else $FUNASR_WIDGET_API_KEY), ca_bundle, server_partials; `model` is then the
-        server's model name ("custom" for "auto"). Everything is checked here."""
+        server's model name ("custom" for "auto"). `autosave`: keep the transcript and the
+        recording on disk as they are made (funasr_widget.sessions()); `resume`: a saved
+        session to go on with. Everything is checked here."""
         vad_params, self._options = keywords.split(options, "Transcriber()", own=Transcriber.__init__)
         knobs = {**VAD_DEFAULTS, **vad_params}
-        LiveSession.check(model, vad, device, max_seconds, knobs, self._options)  # before a comm opens
+        # before a comm opens
+        LiveSession.check(model, vad, device, max_seconds, knobs, self._options, autosave=autosave, resume=resume)
         super().__init__(**knobs)
         self.set_trait("vad", vad)
         self._env: dict = {}
@@ -110,8 +116,19 @@ class Transcriber(anywidget.AnyWidget):
         self._levels_lock = threading.Lock()
         self._self_test_audio = np.zeros(0, np.float32)
         self._live = LiveSession(
-            model, vad, device, max_seconds=max_seconds, vad_params=knobs, listener=self._on_event, **self._options
+            model,
+            vad,
+            device,
+            max_seconds=max_seconds,
+            vad_params=knobs,
+            listener=self._on_event,
+            autosave=autosave,
+            resume=resume,
+            **self._options,
         )
+        if resume is not None:  # the saved transcript, shown from the start
+            self.set_trait("segments", list(self._live.segments))
+            self.set_trait("text", self._live.text)
         self.on_msg(self._on_message)
         self.observe(self._on_vad_param, list(VAD_DEFAULTS))
         self.observe(self._on_recording, "recording")
@@ -543,7 +560,7 @@ class Transcriber(anywidget.AnyWidget):
 
     def close(self) -> None:
         """Stop: the open segment is finished (its text still arrives in `segments`), then
-        the worker stops and the recording's file is released."""
+        the worker stops. The saved session's files stay (funasr_widget.sessions())."""
         if self._live is not None:  # None when the constructor refused its arguments
             self._live.close()
         super().close()

@@ -16,6 +16,15 @@ import pytest
 from funasr_widget import samples
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_sessions(tmp_path_factory):
+    """Widgets autosave their sessions (funasr_widget/journal.py): the tests', kernels and
+    servers they start included, save into a temporary folder, never the user's own."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FUNASR_WIDGET_SESSIONS", str(tmp_path_factory.mktemp("sessions")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def model_store(request, tmp_path_factory) -> Path:
     """A models directory holding fsmn-vad (real), sensevoice-small and

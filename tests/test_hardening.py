@@ -247,7 +247,7 @@ def test_a_vad_that_cannot_start_falls_back_and_says_so(tmp_path, monkeypatch):
 
 
 def test_close_while_recording_finishes_the_open_segment_and_releases_the_file():
-    w = Transcriber(model=None, vad="energy")
+    w = Transcriber(model=None, vad="energy", autosave=False)  # saved sessions keep theirs: test_journal.py
     speech = bursts(2)
     w.feed(speech[: -int(0.9 * RATE)])  # ends inside the second burst
     w.feed(0.3 * np.ones(8000, np.float32))  # 0.5 s more of it, no silence after: the segment is open
