@@ -83,9 +83,26 @@ def spec(name: str) -> ModelSpec | None:
     return REGISTRY.get(name) or _BY_HUB_ID.get(name)
 
 
+# The hub's ONNX exports of the registered models (FunASR's own export, int8 model_quant.onnx),
+# for fetch(name, runtime="onnx"). paraformer-zh (SeACo) has none: the hub's ONNX Paraformer is
+# another model (no hotwords), so that one is exported locally (funasr_widget/export.py).
+ONNX_HUB = {
+    "sensevoice-small": "iic/SenseVoiceSmall-onnx",
+    "paraformer-zh-streaming": "iic/speech_paraformer-large_asr_nat-zh-cn-16k-common-vocab8404-online-onnx",
+    "fsmn-vad": "iic/speech_fsmn_vad_zh-cn-16k-common-onnx",
+    "ct-punc": "iic/punc_ct-transformer_cn-en-common-vocab471067-large-onnx",
+}
+ONNX_FILES = ("model.onnx", "model_quant.onnx")
+
+
+def _has_onnx(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in ONNX_FILES)
+
+
 def _complete(folder: Path) -> bool:
+    """A config and weights: model.pt, or an ONNX export (a hub ``-onnx`` folder has no model.pt)."""
     has_config = (folder / "config.yaml").is_file() or (folder / "configuration.json").is_file()
-    return has_config and (folder / "model.pt").is_file()
+    return has_config and ((folder / "model.pt").is_file() or _has_onnx(folder))
 
 
 def _fill_by_hand(s: ModelSpec, folder: Path) -> str:
@@ -220,10 +237,18 @@ def release(name: str | os.PathLike | None = None) -> int:
     return _cache.release(lambda key: key[1] != folder)
 
 
-def fetch(name: str, progress: Progress | None = None) -> Path:
+def fetch(name: str, progress: Progress | None = None, runtime: str = "torch") -> Path:
     """The local folder of a model, downloading a registered one from ModelScope if it
-    is missing. Without network it fails at once, naming the folder to fill by hand."""
+    is missing. Without network it fails at once, naming the folder to fill by hand.
+
+    ``runtime="onnx"``: the folder must hold an ONNX export (model.onnx or model_quant.onnx);
+    a missing one comes from the hub's ONNX repository (ONNX_HUB) into the same folder, and a
+    model the hub has none for gets the command that writes it (funasr_widget/export.py)."""
+    if runtime not in ("torch", "onnx"):
+        raise ValueError(f"runtime must be 'torch' or 'onnx', got {runtime!r}")
     s = spec(name)
+    if runtime == "onnx":
+        return _fetch_onnx(name, s, progress)
     if s is None or _complete(models_dir() / s.name):
         return resolve(name)
     folder = models_dir() / s.name
@@ -255,3 +280,64 @@ def fetch(name: str, progress: Progress | None = None) -> Path:
     partial.rename(folder)
     report(1.0, f"downloaded {s.name}")
     return folder.resolve()
+
+
+def _fetch_onnx(name: str, s: ModelSpec | None, progress: Progress | None) -> Path:
+    if s is None:
+        return resolve(name)  # a folder of the user's: nothing to download (asr/onnx.py checks it)
+    folder = models_dir() / s.name
+    if _complete(folder) and (_has_onnx(folder) or s.name not in ONNX_HUB):
+        return folder.resolve()
+    export = f"python -m funasr_widget.models export {s.name} --quantize"
+    if s.name not in ONNX_HUB:
+        raise ModelLoadError(
+            f"Model '{s.name}' is not in {folder}, and the hub publishes no ONNX export of it.",
+            f"Where torch and funasr are installed: funasr_widget.models.fetch('{s.name}'), then {export}",
+            code="onnx-missing",
+        )
+    hub_id = ONNX_HUB[s.name]
+    if not reachable():
+        host, port = hub_host()
+        raise ModelLoadError(
+            f"{folder} has no ONNX export, and {host}:{port} cannot be reached to download {hub_id}.",
+            f"Download {hub_id} on a machine with network access (https://modelscope.cn/models/{hub_id}) "
+            f"and copy its files into {folder}; or, where torch and funasr are installed: {export}",
+            code="model-missing",
+        )
+    report = progress or (lambda fraction, message: None)
+    partial = folder.with_name(folder.name + ".onnx-partial")
+    report(0.0, f"downloading {hub_id}")
+    try:
+        _download(hub_id, partial, report)
+    except Exception as exc:
+        raise ModelLoadError(
+            f"Downloading {hub_id} failed: {exc}",
+            f"Try again, or write the export locally: {export}",
+            code="download-failed",
+        ) from exc
+    if not (_complete(partial) and _has_onnx(partial)):
+        raise ModelLoadError(
+            f"The download of {hub_id} has no config.yaml and model.onnx / model_quant.onnx.",
+            f"Write the export locally: {export}",
+            code="weights-missing",
+        )
+    if _complete(folder):  # a torch folder already: add the hub's files it lacks, the .onnx last
+        for file in sorted(partial.iterdir(), key=lambda p: p.suffix == ".onnx"):
+            if not (folder / file.name).exists():
+                file.rename(folder / file.name)
+        shutil.rmtree(partial, ignore_errors=True)
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
+        partial.rename(folder)
+    report(1.0, f"downloaded {hub_id}")
+    return folder.resolve()
+
+
+if __name__ == "__main__":  # python -m funasr_widget.models export NAME_OR_FOLDER [--quantize]
+    import sys
+
+    if sys.argv[1:2] != ["export"]:
+        sys.exit("usage: python -m funasr_widget.models export NAME_OR_FOLDER [--quantize]")
+    from funasr_widget.export import main
+
+    main(sys.argv[2:])

@@ -14,6 +14,7 @@ import time
 
 from . import diagnose
 from .asr import check_device, check_model, check_options, load_engine, remote, resolve_device
+from .asr.onnx import torch_installed
 from .errors import FunasrWidgetError
 from .events import Emit, ModelState, Problem, VadChanged
 from .failures import model_failure
@@ -85,6 +86,7 @@ class Recognizer:
         self.vad_name = check_name(vad)
         self._vad_params = check_params(**vad_params)
         self._remote = bool(options.get("server"))
+        self._runtime = options.get("runtime", "auto")  # the ASR's and FSMN-VAD's (asr/onnx.py)
         if model is not None:
             self.check_model(model, device, options)
         self.emit = emit
@@ -137,7 +139,9 @@ class Recognizer:
                 name = remote.DEFAULT_MODEL if model == "auto" else str(model)
                 info.update(name=name, server=server, device="remote")
             else:
-                device = resolve_device(device)
+                # onnxruntime runs on the CPU: no torch import to find a GPU (asr/onnx.py)
+                on_cpu = device == "auto" and (options.get("runtime") == "onnx" or not torch_installed())
+                device = "cpu" if on_cpu else resolve_device(device)
                 name = default_model(device) if model == "auto" else str(model)
                 info.update(name=name, device=device)
 
@@ -174,6 +178,8 @@ class Recognizer:
             if notes and not server:
                 info.update(device=engine.device, notes=notes)
                 where = engine.device
+            if engine.runtime:  # torch or onnx, the file and why (asr/onnx.Choice)
+                info.update(runtime=engine.runtime)
             message = f"{name} ready on {where}" + "".join(f". {note}" for note in notes)
             self.emit(ModelState("ready", {**info, "progress": 1.0, "message": message}))
 
@@ -184,8 +190,14 @@ class Recognizer:
     def _make_vad(self):
         """The chosen VAD, or the energy VAD (with a Problem saying why) when it cannot start.
         A session whose ASR runs on a server runs FSMN-VAD on onnxruntime where it can: the
-        same events, and the kernel never imports funasr or torch (vad/fsmn_onnx.py)."""
-        extra = {"runtime": "auto"} if self.vad_name == "fsmn-vad" and self._remote else {}
+        same events, and the kernel never imports funasr or torch (vad/fsmn_onnx.py); so does a
+        session with runtime='onnx', or runtime='auto' where torch or funasr is not installed."""
+        extra = {}
+        if self.vad_name == "fsmn-vad":
+            if self._runtime == "onnx":
+                extra = {"runtime": "onnx"}
+            elif self._runtime == "auto" and (self._remote or not torch_installed()):
+                extra = {"runtime": "auto"}
         try:
             return create_vad(self.vad_name, **self._vad_params, **extra)
         except Exception as err:

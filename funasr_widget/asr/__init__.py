@@ -20,7 +20,7 @@ from .._torch import resolve_device
 from ..errors import ModelLoadError
 from ..keywords import OPTION, check_names
 from ..models import Progress
-from . import nano, remote
+from . import nano, onnx, remote
 from .base import LoadedModel
 from .device import load_with_fallback
 from .segment import SegmentEngine
@@ -46,6 +46,11 @@ OPTIONS = {
         (bool,),
         "word times in each final's `words` (default on where the model gives them; "
         "off saves SenseVoice's CTC alignment, about a fifth of its decode)",
+    ),
+    "runtime": (
+        (str,),
+        "'auto' (the default: torch where torch and funasr are installed, else the folder's ONNX "
+        "export), 'torch', or 'onnx' (onnxruntime: no torch; asr/onnx.py); also FSMN-VAD's",
     ),
     # A remote engine (asr/remote.py): checked by check_remote_options, values never echoed.
     "server": ((str,), "an OpenAI-compatible ASR server's URL (funasr-server, vLLM): segments are sent there"),
@@ -84,6 +89,8 @@ def check_options(options: dict) -> dict:
             raise TypeError(f"Model option {name} must be {names}, got {value!r} ({meaning})")
         if isinstance(value, str) and not value.strip() or isinstance(value, (list, tuple)) and not value:
             raise ValueError(f"Model option {name} is empty; leave it out or give {meaning}")
+        if name == "runtime" and value not in onnx.RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(map(repr, onnx.RUNTIMES))}, got {value!r}")
     return {**{k: v for k, v in options.items() if v is not None and k not in REMOTE_OPTIONS}, **remote_options}
 
 
@@ -138,15 +145,33 @@ def load_engine(
     options = check_options(options)
     if options.get("server"):  # the model runs on the server; the kernel keeps only the VAD
         return remote.load_remote(str(model), progress, **options)
-    device = resolve_device(check_device(device))
+    check_device(device)
     if options.get("partials_model"):  # 2-pass (asr/two_pass.py): a streaming engine + this one
-        return _two_pass(model, device, progress, options)
-    path = models.fetch(str(model), progress)
-    load = {k: bool(options.get(k)) for k in LOAD_OPTIONS}
-    key = ("asr", str(path), device, *sorted(load.items()))
-    loaded = _cache.shared(key, lambda: _load(model, path, device, progress, **load))
-    engine_class = StreamingEngine if loaded.architecture in STREAMING else SegmentEngine
-    return engine_class(loaded, options)
+        return _two_pass(model, resolve_device(device), progress, options)
+    runtime = options.get("runtime", "auto")
+    wants_onnx = runtime == "onnx" or runtime == "auto" and not onnx.torch_installed()
+    path = models.fetch(str(model), progress, runtime="onnx" if wants_onnx else "torch")
+    choice = onnx.choose(runtime, path, architecture(path))
+    if choice.runtime == "onnx":  # onnxruntime, without torch (asr/onnx.py)
+        if device not in ("auto", "cpu"):
+            raise ModelLoadError(f"runtime='onnx' runs on the CPU, not {device!r}.", "Use device='cpu'.")
+        if options.get("punctuation"):
+            raise ModelLoadError(
+                "punctuation=True needs ct-punc on torch: runtime='onnx' has no punctuation model yet.",
+                "Leave punctuation out (SenseVoice punctuates with use_itn=True), or use runtime='torch'.",
+            )
+        spec = models.spec(str(model))
+        loaded = onnx.load(path, architecture(path), spec.name if spec else path.name, choice)
+        engine = onnx.OnnxSegmentEngine(loaded, options)
+    else:
+        device = resolve_device(device)
+        load = {k: bool(options.get(k)) for k in LOAD_OPTIONS}
+        key = ("asr", str(path), device, *sorted(load.items()))
+        loaded = _cache.shared(key, lambda: _load(model, path, device, progress, **load))
+        engine_class = StreamingEngine if loaded.architecture in STREAMING else SegmentEngine
+        engine = engine_class(loaded, options)
+    engine.runtime = choice.info()
+    return engine
 
 
 def _two_pass(model, device: str, progress: Progress | None, options: dict) -> TwoPassEngine:

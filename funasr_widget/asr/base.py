@@ -36,6 +36,7 @@ class Decoder:
     partials = True  # False: the open segment is not re-decoded for partial text
     gives_words = False  # finals carry word times ("words")
     notes: tuple = ()  # what the user should know about this engine (a CPU fallback, ...)
+    runtime: dict | None = None  # which runtime runs the model, its file and why (asr/onnx.Choice.info)
 
     def transcribe(self, samples) -> dict:
         raise NotImplementedError

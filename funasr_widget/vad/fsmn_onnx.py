@@ -19,6 +19,8 @@ from types import SimpleNamespace
 import numpy as np
 
 from .. import _cache, models
+from ..frontend import fbank_options, read_cmvn
+from ..onnx_session import open_session
 from .base import SAMPLE_RATE, SAMPLES_PER_MS, BaseVad, VadEvent
 from .fsmn_rules import FsmnDecisions
 
@@ -37,50 +39,18 @@ def available(folder: Path) -> bool:
     )
 
 
-def read_cmvn(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The shift and scale vectors of a Kaldi nnet-text am.mvn (<AddShift>, <Rescale>)."""
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    found = {}
-    for tag, values in zip(lines, lines[1:], strict=False):
-        words = values.split()
-        if tag.split()[:1] in (["<AddShift>"], ["<Rescale>"]) and words[:1] == ["<LearnRateCoef>"]:
-            found[tag.split()[0]] = np.array(words[3:-1], np.float32)
-    if len(found) != 2:
-        raise ValueError(f"{path} has no <AddShift> and <Rescale> vectors")
-    return found["<AddShift>"], found["<Rescale>"]
-
-
 class _Model:
     """What the folder fixes: frontend options, CMVN, decision options, the ONNX session."""
 
     def __init__(self, folder: Path, threads: int):
-        import onnxruntime
         import yaml
 
         config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
         self.frontend = config["frontend_conf"]
         self.opts = SimpleNamespace(**config["model_conf"])
         self.shift, self.scale = read_cmvn(folder / "am.mvn")
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = options.inter_op_num_threads = threads
-        self.session = onnxruntime.InferenceSession(
-            str(folder / ONNX_FILE), options, providers=["CPUExecutionProvider"]
-        )
+        self.session = open_session(folder / ONNX_FILE, threads)
         self.caches = [i for i in self.session.get_inputs() if i.name.startswith("in_cache")]
-
-    def fbank_options(self):
-        import kaldi_native_fbank as knf
-
-        f = self.frontend
-        opts = knf.FbankOptions()
-        opts.frame_opts.samp_freq = float(f.get("fs", 16000))
-        opts.frame_opts.frame_length_ms = float(f.get("frame_length", 25))
-        opts.frame_opts.frame_shift_ms = float(f.get("frame_shift", 10))
-        opts.frame_opts.window_type = str(f.get("window", "hamming"))
-        opts.frame_opts.dither = 0.0  # the widget decodes deterministically, as FsmnVad does
-        opts.mel_opts.num_bins = int(f.get("n_mels", 80))
-        opts.energy_floor = 0.0  # what funasr's streaming frontend passes
-        return opts
 
 
 class FsmnOnnxVad(BaseVad):
@@ -106,7 +76,7 @@ class FsmnOnnxVad(BaseVad):
     def _new_stream(self) -> None:
         import kaldi_native_fbank as knf
 
-        self._fbank = knf.OnlineFbank(self._model.fbank_options())
+        self._fbank = knf.OnlineFbank(fbank_options(self._model.frontend))
         self._read = 0  # fbank frames taken so far
         self._frames: list[np.ndarray] = []  # fbank frames kept for splicing (lfr_m - 1 at most)
         self._spliced = 0  # LFR frames made so far
