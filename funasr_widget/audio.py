@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import tempfile
 import threading
@@ -53,6 +54,38 @@ class StreamResampler:
 def resample(samples: np.ndarray, rate: int) -> np.ndarray:
     """Resample a whole signal to 16 kHz."""
     return StreamResampler(rate)(as_mono_float32(samples), final=True)
+
+
+MAX_RATE = 1_000_000  # Hz; anything above is a mistake (samples passed as the rate?)
+
+
+def check_rate(sample_rate) -> int:
+    """The rate as an int, or a clear TypeError/ValueError."""
+    if isinstance(sample_rate, (bool, np.bool_)) or not isinstance(sample_rate, numbers.Real):
+        raise TypeError(f"sample_rate must be a number of samples per second, got {type(sample_rate).__name__}")
+    try:
+        rate = float(sample_rate)
+    except OverflowError:
+        rate = math.inf
+    if not math.isfinite(rate) or rate != int(rate):
+        raise ValueError(f"sample_rate must be a whole number of Hz, got {sample_rate!r}")
+    if not 0 < rate <= MAX_RATE:
+        raise ValueError(f"sample_rate must be positive and at most {MAX_RATE} Hz, got {sample_rate!r}")
+    return int(rate)
+
+
+# The one rule of every entry point that takes audio (feed, transcribe, VadExplorer).
+RATE_RULE = f"an array is at sample_rate Hz ({SAMPLE_RATE} when not given); a file carries its own rate"
+
+
+def source_audio(source, sample_rate, who: str) -> tuple[np.ndarray, int]:
+    """(mono float32 samples, rate) of a file or an array given to ``who``, by RATE_RULE; a
+    ``sample_rate`` given with a file is an error (it would be ignored)."""
+    if isinstance(source, (str, os.PathLike)):
+        if sample_rate is not None:
+            raise ValueError(f"{who}: {RATE_RULE}; leave sample_rate out for a file.")
+        return read_audio(source)
+    return as_mono_float32(source), check_rate(SAMPLE_RATE if sample_rate is None else sample_rate)
 
 
 class Recording:

@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from ._constants import SAMPLE_RATE
+
 MAX_TEXT = 300  # characters of any one value shown to the user
 MAX_DEVICES = 32
 _BROWSERS = ("chrome", "edge", "firefox", "safari", "other")
@@ -457,7 +459,7 @@ def _checklist(
         Check(
             "sample rate",
             None if rate is None else state != "suspended",
-            "not started" if rate is None else f"device {rate} Hz -> 16000 Hz, audio engine {state or '?'}",
+            "not started" if rate is None else f"device {rate} Hz -> {SAMPLE_RATE} Hz, audio engine {state or '?'}",
         )
     )
 

@@ -8,7 +8,6 @@ of the window it shows, and a region's samples when the user clicks it to listen
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 
@@ -17,7 +16,7 @@ import numpy as np
 import traitlets as t
 
 from ._bundle import bundle
-from .audio import SAMPLE_RATE, read_audio, resample
+from .audio import SAMPLE_RATE, resample, source_audio
 from .live import VAD_DEFAULTS
 from .transcriber import Transcriber
 from .vad import NAMES, check_name, check_params
@@ -35,14 +34,12 @@ def _as_regions(pairs) -> list[dict]:
 
 
 def _load(source, sample_rate) -> np.ndarray:
-    if isinstance(source, Transcriber):
+    if isinstance(source, Transcriber):  # its recording carries its rate, as a file does
+        if sample_rate is not None:
+            raise ValueError("VadExplorer(transcriber): its audio carries its own sample rate; leave sample_rate out")
         samples, rate = source.audio, SAMPLE_RATE
-    elif isinstance(source, (str, os.PathLike)):
-        samples, rate = read_audio(source)
-    elif sample_rate is None:
-        raise ValueError("VadExplorer(array) needs sample_rate= (the array's rate in Hz)")
     else:
-        samples, rate = source, sample_rate
+        samples, rate = source_audio(source, sample_rate, "VadExplorer()")
     x = resample(samples, rate)  # also rejects NaN, odd shapes and dtypes
     if not len(x):
         raise ValueError(

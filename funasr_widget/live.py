@@ -10,15 +10,12 @@ recognition threads; one that raises is reported as a Problem and harms nothing 
 from __future__ import annotations
 
 import collections
-import os
 import threading
 from collections.abc import Callable
 
-import numpy as np
-
 from . import journal, keywords
 from .asr import ModelLoadError
-from .audio import SAMPLE_RATE, as_mono_float32, read_audio
+from .audio import SAMPLE_RATE, source_audio
 from .errors import RecognitionError
 from .events import Event, Final, ModelState, Partial, Problem, VadChanged, joined
 from .journal import Journal, SavedSession
@@ -290,14 +287,7 @@ def transcribe(
     ModelLoadError if the model cannot load and RecognitionError if any part failed:
     never a truncated list."""
     vad_params, model_options = keywords.split(options, "transcribe()", own=transcribe)
-    if isinstance(source, (str, os.PathLike)):
-        samples, rate = read_audio(source)
-    elif sample_rate is None:
-        raise ValueError("transcribe(array) needs sample_rate= (the array's rate in Hz)")
-    else:
-        samples, rate = as_mono_float32(source), sample_rate
-    if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or rate <= 0:
-        raise ValueError(f"sample_rate must be a positive whole number of Hz, got {rate!r}")
+    samples, rate = source_audio(source, sample_rate, "transcribe()")
     session = LiveSession(
         model,
         vad,

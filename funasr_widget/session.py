@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import collections
 import math
-import numbers
 import threading
 import time
 from collections.abc import Callable
@@ -22,32 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import SAMPLE_RATE, Recording, StreamResampler, as_mono_float32, level_db
+from .audio import SAMPLE_RATE, Recording, StreamResampler, as_mono_float32, check_rate, level_db
 from .wire import Reorderer, WireError, decode_chunk
 
 SILENCE_PEAK = 1e-4  # -80 dBFS: a live microphone's noise floor is always above this
 SILENT_SECONDS = 3.0
-MAX_FEED_RATE = 1_000_000  # Hz; anything above is a mistake (samples passed as the rate?)
 # A capture time this far from the kernel's clock is garbage, not latency: not recorded
 # (with values this small, percentiles can never overflow to inf or NaN).
 _MAX_LATENCY_MS = 1e15
 
 AudioSink = Callable[[np.ndarray, bool], None]
-
-
-def _check_rate(sample_rate) -> int:
-    """The rate as an int, or a clear TypeError/ValueError."""
-    if isinstance(sample_rate, (bool, np.bool_)) or not isinstance(sample_rate, numbers.Real):
-        raise TypeError(f"sample_rate must be a number of samples per second, got {type(sample_rate).__name__}")
-    try:
-        rate = float(sample_rate)
-    except OverflowError:
-        rate = math.inf
-    if not math.isfinite(rate) or rate != int(rate):
-        raise ValueError(f"sample_rate must be a whole number of Hz, got {sample_rate!r}")
-    if not 0 < rate <= MAX_FEED_RATE:
-        raise ValueError(f"sample_rate must be positive and at most {MAX_FEED_RATE} Hz, got {sample_rate!r}")
-    return int(rate)
 
 
 class AudioSession:
@@ -123,7 +106,7 @@ class AudioSession:
         dtype or shape) raises TypeError/ValueError before anything is kept; what
         earlier calls fed stays. A change of rate flushes the previous rate's tail.
         """
-        rate = _check_rate(sample_rate)
+        rate = check_rate(sample_rate)
         x = as_mono_float32(samples)
         final = bool(final)
         with self._lock:

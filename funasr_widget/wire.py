@@ -30,7 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SAMPLE_RATE = 16_000
+from ._constants import SAMPLE_RATE
+
 # A chunk is normally 100 ms; anything over 2 s is a bug or an attack, not audio.
 MAX_CHUNK_SAMPLES = 2 * SAMPLE_RATE
 MAX_SEQ = 2**53 - 1  # Number.MAX_SAFE_INTEGER: the browser's counter never gets past it

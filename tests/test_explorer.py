@@ -239,8 +239,8 @@ def test_from_a_transcriber(speech, explorers):
 
 
 def test_bad_sources():
-    with pytest.raises(ValueError, match="sample_rate"):
-        VadExplorer(np.zeros(RATE, np.float32))
+    with pytest.raises(ValueError, match="sample_rate must be positive"):
+        VadExplorer(np.zeros(RATE, np.float32), 0)
     with pytest.raises(ValueError, match="NaN"):
         VadExplorer(np.full(RATE, np.nan, np.float32), RATE)
     with pytest.raises(ValueError, match="no audio"):

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from .._constants import SAMPLE_RATE
 from ..models import ModelLoadError
 from .base import Decoder, EngineUnavailable
 from .segment import MIN_SAMPLES
@@ -155,7 +156,7 @@ def wav_bytes(samples: np.ndarray) -> bytes:
     with wave.open(buf, "wb") as f:
         f.setnchannels(1)
         f.setsampwidth(2)
-        f.setframerate(16_000)
+        f.setframerate(SAMPLE_RATE)
         f.writeframes(pcm.tobytes())
     return buf.getvalue()
 
@@ -302,7 +303,7 @@ class RemoteEngine(Decoder):
         samples = np.asarray(samples, np.float32).ravel()
         if len(samples) < MIN_SAMPLES:
             return {"text": ""}
-        seconds = len(samples) / 16_000
+        seconds = len(samples) / SAMPLE_RATE
         base, per_s, cap = READ_TIMEOUT_S
         timeout = PARTIAL_TIMEOUT_S if partial else min(base + per_s * seconds, cap)
         data = {"model": self.model, "response_format": "verbose_json", **self.options}

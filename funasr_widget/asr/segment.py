@@ -7,10 +7,11 @@ import re
 
 import numpy as np
 
+from .._constants import BLOCK, SAMPLE_RATE
 from . import nano, timestamps
 from .base import Engine
 
-MIN_SAMPLES = 1600  # 100 ms: shorter input yields no feature frames after LFR
+MIN_SAMPLES = BLOCK  # 100 ms: shorter input yields no feature frames after LFR
 # Offline batches (transcribe_batch), funasr's batch_size_s semantics: up to this much padded
 # audio per generate() call, no segment over BATCH_THRESHOLD_S in a batch; on the CPU funasr
 # decodes one segment at a time (its batch size 0 there), and so does this.
@@ -78,7 +79,7 @@ class SegmentEngine(Engine):
 
         batch = [np.asarray(x, np.float32).ravel() for x in batch]
         results: list[dict | None] = [None] * len(batch)
-        limit = (CPU_BATCH_S if self.device == "cpu" else BATCH_S) * 16000
+        limit = (CPU_BATCH_S if self.device == "cpu" else BATCH_S) * SAMPLE_RATE
         if self.architecture == nano.ARCHITECTURE:
             limit = 0  # its batched LLM path left-pads the prompts: other text than one at a time
         group: list[int] = []
@@ -115,7 +116,7 @@ class SegmentEngine(Engine):
                 results[i] = {"text": ""}
                 continue
             longest = len(batch[i])  # sorted: the newest is the longest
-            if group and (longest * (len(group) + 1) >= limit or longest >= BATCH_THRESHOLD_S * 16000):
+            if group and (longest * (len(group) + 1) >= limit or longest >= BATCH_THRESHOLD_S * SAMPLE_RATE):
                 run()
             group.append(i)
         run()

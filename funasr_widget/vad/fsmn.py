@@ -19,9 +19,10 @@ import threading
 import numpy as np
 
 from .. import _cache, _torch, models
+from .._constants import BLOCK
 from .base import SAMPLES_PER_MS, BaseVad, VadEvent
 
-GRID = 1600  # samples (100 ms): the model is stepped on this grid, whatever the input size
+GRID = BLOCK  # samples (100 ms): the model is stepped on this grid, whatever the input size
 MAX_STEP = 100  # grid units (10 s) per model step at most: bounds the feature tensors
 
 

@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 
+from .._constants import SAMPLE_RATE
 from .base import FramedVad
 
 
@@ -42,7 +43,7 @@ class SileroVad(FramedVad):
         import torch
 
         with torch.no_grad():
-            prob = self._model(torch.from_numpy(frame), 16000).item()
+            prob = self._model(torch.from_numpy(frame), SAMPLE_RATE).item()
         threshold = self.params["speech_threshold"]
         return prob >= (threshold - 0.15 if self.in_speech else threshold)
 
