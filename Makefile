@@ -84,7 +84,7 @@ python: .venv/.installed
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
-	SKIP_JUPYTER_BUILDER=1 $(PY) -m pip install -q -e ".[asr,silero,notebooks,test,remote,server]"
+	SKIP_JUPYTER_BUILDER=1 $(PY) -m pip install -q -e ".[asr,silero,notebooks,test,remote,server,onnx,export]"
 	touch $@
 
 js: funasr_widget/static/widget.js
