@@ -517,6 +517,14 @@ def _checklist(
             ),
         )
     )
+    runtime = model_info.get("runtime")
+    if isinstance(runtime, dict) and runtime.get("runtime"):  # torch or onnx, which file, why (asr/onnx.py)
+        file = (
+            f", {_text(runtime.get('file'), 40)} ({_text(runtime.get('precision'), 10)})" if runtime.get("file") else ""
+        )
+        rows.append(
+            Check("runtime", True, _text(f"{_text(runtime['runtime'], 10)}{file}: {_text(runtime.get('reason'))}"))
+        )
     if error:
         rows.append(
             Check(

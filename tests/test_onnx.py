@@ -157,6 +157,8 @@ def test_model_info_says_which_runtime_which_file_and_why(onnx_models):
         "reason": "runtime='onnx' was asked for",
     }
     assert "model_quant.onnx (int8)" in widget.model_info["message"]
+    row = next(c for c in widget.diagnose() if c.name == "runtime")
+    assert row.detail == "onnx, model_quant.onnx (int8): runtime='onnx' was asked for"
     auto = Transcriber(model="sensevoice-small", vad="energy", device="cpu")  # torch is here: torch
     assert auto.wait(timeout=120) and auto.model_info["runtime"]["runtime"] == "torch"
     assert "torch and funasr are installed" in auto.model_info["runtime"]["reason"]
