@@ -3,6 +3,12 @@
 // and the regions as tables. Drag on the canvas to zoom; click a region to hear it.
 // The kernel sends min/max envelopes and, on a click, that region's samples (msg:custom).
 
+/** @import { AnyModel, Render } from "@anywidget/types" */
+/** @import { ExplorerKernelMessage, ExplorerModel, ExplorerPageMessage } from "./protocol.js" */
+/** @typedef {AnyModel<ExplorerModel>} Model */
+/** @typedef {"main" | "compare"} SetName  setup A and setup B */
+
+/** @type {Record<string, { label: string, min: number, max: number, step: number, text: (v: number) => string }>} */
 const KNOBS = {
   end_silence_ms: { label: "End silence", min: 100, max: 3000, step: 50, text: (v) => `${v} ms` },
   speech_threshold: { label: "Speech threshold", min: 0, max: 1, step: 0.01, text: (v) => v.toFixed(2) },
@@ -11,13 +17,21 @@ const KNOBS = {
   max_segment_s: { label: "Max segment", min: 1.5, max: 60, step: 0.5, text: (v) => `${v} s` },
 };
 const THRESHOLDS = ["speech_threshold", "energy_threshold_db"];
-const thresholdKnob = (vad) => (vad === "energy" ? "energy_threshold_db" : "speech_threshold");
+const thresholdKnob = (/** @type {string} */ vad) => (vad === "energy" ? "energy_threshold_db" : "speech_threshold");
+/**
+ * Where each setup's state lives among the traits.
+ * @type {Record<SetName, {
+ *   name: string, vad: "vad" | "compare_vad", params: "params" | "compare_params",
+ *   regions: "regions" | "compare_regions", rowClass: string,
+ * }>}
+ */
 const SETS = {
   main: { name: "A", vad: "vad", params: "params", regions: "regions", rowClass: "fwx-region-row" },
   compare: {
     name: "B", vad: "compare_vad", params: "compare_params", regions: "compare_regions", rowClass: "fwx-compare-row",
   },
 };
+const SET_NAMES = /** @type {SetName[]} */ (Object.keys(SETS));
 const DB_FLOOR = -80;  // the energy curve's scale: DB_FLOOR..0 dBFS, bottom to top
 const BAND = 10;       // px (CSS): each set's region bar, above and below the waveform
 const AXIS = 18;       // px (CSS): the time axis
@@ -26,11 +40,19 @@ const CLICK_PX = 4;    // a drag shorter than this is a click
 // for its first run can take many seconds.
 const REQUEST_TIMEOUT_MS = 60_000;
 
+/**
+ * @template {keyof HTMLElementTagNameMap} K
+ * @param {K} tag @param {string} className @param {Partial<HTMLElementTagNameMap[K]>} props
+ * @returns {HTMLElementTagNameMap[K]}
+ */
 function h(tag, className, props = {}) {
   return Object.assign(document.createElement(tag), { className, ...props });
 }
 
-// m:ss, with as many decimals as the tick step needs.
+/**
+ * m:ss, with as many decimals as the tick step needs.
+ * @param {number} s @param {number} step
+ */
 function clock(s, step = 1) {
   const digits = step < 0.1 ? 2 : step < 1 ? 1 : 0;
   const rounded = Number(s.toFixed(digits));  // so that 59.96 s reads 1:00, not 0:60
@@ -38,6 +60,7 @@ function clock(s, step = 1) {
   return `${m}:${(rounded - m * 60).toFixed(digits).padStart(digits ? digits + 3 : 2, "0")}`;
 }
 
+/** @param {number} seconds @param {number} px */
 function tickStep(seconds, px) {
   for (const step of [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800]) {
     if ((step / seconds) * px >= 70) return step;
@@ -45,12 +68,17 @@ function tickStep(seconds, px) {
   return 3600;
 }
 
-// A buffer from msg:custom (a DataView or an ArrayBuffer) as aligned Float32 values.
+/**
+ * A buffer from msg:custom (a DataView or an ArrayBuffer) as aligned Float32 values.
+ * @param {DataView | ArrayBuffer} buffer
+ */
 function floats(buffer) {
   if (buffer instanceof ArrayBuffer) return new Float32Array(buffer);
-  return new Float32Array(buffer.buffer.slice(buffer.byteOffset, buffer.byteOffset + buffer.byteLength));
+  const bytes = buffer.buffer.slice(buffer.byteOffset, buffer.byteOffset + buffer.byteLength);
+  return new Float32Array(/** @type {ArrayBuffer} */ (bytes));
 }
 
+/** @param {SetName} set */
 function buildPanel(set) {
   const panel = h("fieldset", "fwx-panel");
   panel.dataset.set = set;
@@ -60,10 +88,12 @@ function buildPanel(set) {
   legend.append(swatch, ` ${SETS[set].name} `, select);
   const knobs = h("div", "fwx-knobs");
   panel.append(legend, knobs);
+  /** @type {Record<string, { row: HTMLLabelElement, input: HTMLInputElement, value: HTMLSpanElement }>} */
   const sliders = {};
   for (const [param, knob] of Object.entries(KNOBS)) {
     const row = h("label", "fwx-knob");
-    const input = h("input", "fwx-slider", { type: "range", min: knob.min, max: knob.max, step: knob.step });
+    const range = { min: String(knob.min), max: String(knob.max), step: String(knob.step) };
+    const input = h("input", "fwx-slider", { type: "range", ...range });
     Object.assign(input.dataset, { param, set });
     const value = h("span", "fwx-value");
     row.append(h("span", "fwx-knob-label", { textContent: knob.label }), input, value);
@@ -73,6 +103,7 @@ function buildPanel(set) {
   return { panel, select, sliders };
 }
 
+/** @param {HTMLElement} el */
 function buildUI(el) {
   const ui = {
     root: h("div", "fwx-root"),
@@ -99,20 +130,35 @@ function buildUI(el) {
   return ui;
 }
 
+/**
+ * A window's waveform (min and max per bin) and energy curve, from an `envelope` message.
+ * @typedef {{
+ *   start: number, end: number, bins: number, mins: Float32Array, maxs: Float32Array,
+ *   db: Float32Array, dbStart: number, dbStep: number,
+ * }} Envelope
+ */
+
+/** @type {Render<ExplorerModel>} */
 function render({ model, el }) {
   const ui = buildUI(el);
   const viewId = Math.random().toString(36).slice(2);
+  /** @type {{ overview: Envelope | null, detail: Envelope | null }} */
   const env = { overview: null, detail: null };  // envelopes: whole recording, current window
+  /** @type {{ seq: number, inFlight: { seq: number, t0: number | null } | null, pending: number | null, timer: number }} */
   const request = { seq: 0, inFlight: null, pending: null, timer: 0 };
+  /** @type {{ x0: number, x1: number } | null} */
   let drag = null;      // {x0, x1} in CSS px while dragging
+  /** @type {{ source: AudioBufferSourceNode, start: number, duration: number, t0: number } | null} */
   let playing = null;   // {source, start, duration, t0} while a region plays
+  /** @type {AudioContext | null} */
   let audio = null;     // AudioContext, made on the first click (autoplay policy)
   let frame = 0;        // requestAnimationFrame id of the next draw
+  /** @type {{ input_to_redraw_ms: number, kernel_ms: number }[]} */
   const timings = [];   // {input_to_redraw_ms, kernel_ms}: slider input -> canvas redrawn
 
   const colors = () => {
     const style = getComputedStyle(ui.root);
-    const v = (name) => style.getPropertyValue(name).trim();
+    const v = (/** @type {string} */ name) => style.getPropertyValue(name).trim();
     return { wave: v("--fwx-wave"), energy: v("--fwx-energy"), a: v("--fwx-a"), b: v("--fwx-b"),
       fg: v("--fwx-fg"), muted: v("--fwx-muted"), select: v("--fwx-select") };
   };
@@ -121,40 +167,45 @@ function render({ model, el }) {
 
   // -- setups: sliders <-> traits -------------------------------------------------------
 
+  /** @param {SetName} set */
   function setup(set) {
     const s = SETS[set];
     return { vad: model.get(s.vad), params: { ...model.get(s.params) } };
   }
 
-  const isSelected = (set, index) => {
+  const isSelected = (/** @type {SetName} */ set, /** @type {number} */ index) => {
     const selected = model.get("selected");
-    return Boolean(selected) && selected.index === index && Boolean(selected.compare) === (set === "compare");
+    return selected != null && selected.index === index && Boolean(selected.compare) === (set === "compare");
   };
   const busy = () => request.inFlight != null || request.pending != null;
 
   // From the traits; while this view waits for the kernel, the kernel's echoes of older
   // values are ignored (they would make a held slider jump back).
+  /** @param {SetName} set */
   function syncPanel(set) {
     if (busy()) return;
     const { select, sliders } = ui.panels[set];
     const { vad, params } = setup(set);
     select.value = vad;
     for (const [param, { input, value }] of Object.entries(sliders)) {
-      input.value = params[param];
+      input.value = String(params[param] ?? "");
       value.textContent = KNOBS[param].text(Number(input.value));
     }
     showKnobs(set);
   }
 
   function listBackends() {
-    for (const set of Object.keys(SETS)) {
+    for (const set of SET_NAMES) {
       const names = [...(set === "compare" ? [["", "off"]] : []), ...(model.get("backends") || []).map((b) => [b, b])];
       const options = names.map(([value, textContent]) => h("option", "", { value, textContent }));
       ui.panels[set].select.replaceChildren(...options);
     }
   }
 
-  // The knobs that the chosen backend uses: one of the two thresholds, none when off.
+  /**
+   * The knobs that the chosen backend uses: one of the two thresholds, none when off.
+   * @param {SetName} set
+   */
   function showKnobs(set) {
     const { select, sliders, panel } = ui.panels[set];
     const vad = select.value;
@@ -164,47 +215,58 @@ function render({ model, el }) {
     }
   }
 
+  /** @param {ExplorerPageMessage} content */
+  const post = (content) => model.send(content);
+
   function send() {
     const seq = ++request.seq;
     request.inFlight = { seq, t0: request.pending };
     request.pending = null;
-    model.send({ type: "set", seq, view_id: viewId, vad: ui.panels.main.select.value,
+    post({ type: "set", seq, view_id: viewId, vad: ui.panels.main.select.value,
       params: values("main"), compare_vad: ui.panels.compare.select.value, compare_params: values("compare") });
     clearTimeout(request.timer);
     request.timer = setTimeout(answered, REQUEST_TIMEOUT_MS);
   }
 
+  /** @param {SetName} set */
   function values(set) {
+    /** @type {Record<string, number>} */
     const out = {};
     for (const [param, { input }] of Object.entries(ui.panels[set].sliders)) out[param] = Number(input.value);
     return out;
   }
 
-  // Only one request at a time; while it runs, the latest change waits (stale ones are dropped).
+  /**
+   * Only one request at a time; while it runs, the latest change waits (stale ones are dropped).
+   * @param {Event} event
+   */
   function changed(event) {
     request.pending = event.timeStamp;
     if (!request.inFlight) send();
   }
 
+  /** @param {Extract<ExplorerKernelMessage, { type: "segmented" }>} [msg]  none: the request timed out */
   function answered(msg) {
     const sent = request.inFlight;
     request.inFlight = null;
     clearTimeout(request.timer);
     if (msg && sent && sent.t0 != null) {
+      const t0 = sent.t0;
       // Measured when the redraw with the new regions has happened.
-      whenDrawn(() => record({ input_to_redraw_ms: performance.now() - sent.t0, kernel_ms: msg.ms }));
+      whenDrawn(() => record({ input_to_redraw_ms: performance.now() - t0, kernel_ms: msg.ms }));
     }
     if (request.pending != null) send();
-    else for (const set of Object.keys(SETS)) syncPanel(set);
+    else for (const set of SET_NAMES) syncPanel(set);
   }
 
+  /** @param {{ input_to_redraw_ms: number, kernel_ms: number }} timing */
   function record(timing) {
     timings.push(timing);
     if (timings.length > 200) timings.shift();
     ui.root.dataset.timings = JSON.stringify(timings);
   }
 
-  for (const set of Object.keys(SETS)) {
+  for (const set of SET_NAMES) {
     const { select, sliders } = ui.panels[set];
     select.addEventListener("change", (e) => {
       showKnobs(set);
@@ -220,7 +282,9 @@ function render({ model, el }) {
 
   // -- the canvas ---------------------------------------------------------------------------
 
+  /** @type {(() => void)[]} */
   const pending = [];
+  /** @param {() => void} fn */
   function whenDrawn(fn) {
     pending.push(fn);
     scheduleDraw();
@@ -246,17 +310,18 @@ function render({ model, el }) {
       canvas.width = pixelWidth();
       canvas.height = Math.round(canvas.clientHeight * dpr);
     }
-    const ctx = canvas.getContext("2d");
+    const ctx = /** @type {CanvasRenderingContext2D} */ (canvas.getContext("2d"));
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     const { w, hgt, top, bottom, mid } = layout();
     const c = colors();
     const { start, end } = view();
     const span = end - start || 1;
-    const x = (t) => ((t - start) / span) * w;
+    const x = (/** @type {number} */ t) => ((t - start) / span) * w;
     const compareOn = Boolean(model.get("compare_vad"));
     ctx.clearRect(0, 0, w, hgt);
 
     // regions: A over the upper half (all of it without B), B over the lower half
+    /** @type {[SetName, string, number, number, number][]} */
     const bands = [["main", c.a, 0, top, compareOn ? mid : bottom], ["compare", c.b, bottom + 2, mid, bottom]];
     for (const [set, color, barY, y0, y1] of bands) {
       if (set === "compare" && !compareOn) continue;
@@ -308,7 +373,7 @@ function render({ model, el }) {
       ctx.strokeStyle = c.energy;
       ctx.lineWidth = 1;
       ctx.beginPath();
-      const dbY = (db) => bottom - ((Math.max(db, DB_FLOOR) - DB_FLOOR) / -DB_FLOOR) * (bottom - top);
+      const dbY = (/** @type {number} */ db) => bottom - ((Math.max(db, DB_FLOOR) - DB_FLOOR) / -DB_FLOOR) * (bottom - top);
       e.db.forEach((db, i) => {
         const t = e.dbStart + (i + 0.5) * e.dbStep;
         if (i) ctx.lineTo(x(t), dbY(db));
@@ -316,13 +381,13 @@ function render({ model, el }) {
       });
       ctx.stroke();
       ctx.setLineDash([5, 4]);
-      for (const [set, color] of [["main", c.a], ["compare", c.b]]) {
+      for (const [set, color] of /** @type {[SetName, string][]} */ ([["main", c.a], ["compare", c.b]])) {
         const { vad, params } = setup(set);
         if (vad !== "energy") continue;
         ctx.strokeStyle = color;
         ctx.beginPath();
-        ctx.moveTo(0, dbY(params.energy_threshold_db));
-        ctx.lineTo(w, dbY(params.energy_threshold_db));
+        ctx.moveTo(0, dbY(Number(params.energy_threshold_db)));
+        ctx.lineTo(w, dbY(Number(params.energy_threshold_db)));
         ctx.stroke();
       }
       ctx.setLineDash([]);
@@ -365,20 +430,26 @@ function render({ model, el }) {
 
   // -- zoom -----------------------------------------------------------------------------------
 
-  // The kernel keeps the window inside the recording and answers with its envelope.
+  /**
+   * The kernel keeps the window inside the recording and answers with its envelope.
+   * @param {number} start @param {number} end
+   */
   function zoom(start, end) {
-    model.send({ type: "zoom", start, end, bins: pixelWidth() });
+    post({ type: "zoom", start, end, bins: pixelWidth() });
   }
 
+  /** @param {number} px */
   function timeAt(px) {
     const { start, end } = view();
     return start + (px / ui.canvas.clientWidth) * (end - start);
   }
 
+  /** @param {number} px @param {number} py */
   function hit(px, py) {
     const t = timeAt(px);
     const { mid } = layout();
     const compareOn = Boolean(model.get("compare_vad"));
+    /** @type {SetName[]} */
     const order = compareOn && py > mid ? ["compare", "main"] : ["main", "compare"];
     for (const set of order) {
       if (set === "compare" && !compareOn) continue;
@@ -423,7 +494,7 @@ function render({ model, el }) {
     zoom(start - span / 2, end + span / 2);
   });
   ui.fit.addEventListener("click", () => zoom(0, model.get("duration") || 0));
-  for (const [button, dir] of [[ui.left, -1], [ui.right, 1]]) {
+  for (const [button, dir] of /** @type {[HTMLButtonElement, number][]} */ ([[ui.left, -1], [ui.right, 1]])) {
     button.addEventListener("click", () => {
       const { start, end } = view();
       const shift = ((end - start) / 2) * dir;
@@ -433,13 +504,15 @@ function render({ model, el }) {
 
   // -- playback -------------------------------------------------------------------------------
 
+  /** @param {SetName} set @param {number} index */
   function play(set, index) {
     // Made and resumed inside the click: browsers only allow audio that a gesture started.
     audio ??= new AudioContext();
     audio.resume();
-    model.send({ type: "play", index, compare: set === "compare" });
+    post({ type: "play", index, compare: set === "compare" });
   }
 
+  /** @param {Extract<ExplorerKernelMessage, { type: "audio" }>} msg @param {DataView[]} buffers */
   function onAudio(msg, buffers) {
     if (!audio || !buffers?.length) return;
     const samples = floats(buffers[0]);
@@ -461,6 +534,7 @@ function render({ model, el }) {
 
   // -- tables, agreement, status --------------------------------------------------------------
 
+  /** @param {SetName} set */
   function renderTable(set) {
     const s = SETS[set];
     const box = ui.tables[set];
@@ -472,11 +546,11 @@ function render({ model, el }) {
     const head = h("tr", "");
     for (const text of ["#", "start", "end", "duration", ""]) head.append(h("th", "", { textContent: text }));
     table.append(h("thead", ""), h("tbody", ""));
-    table.tHead.append(head);
+    /** @type {HTMLTableSectionElement} */ (table.tHead).append(head);
     regions.forEach((r, i) => {
       const row = h("tr", s.rowClass, { title: "click to play" });
       row.toggleAttribute("data-selected", isSelected(set, i));
-      for (const text of [i + 1, r.start.toFixed(2), r.end.toFixed(2), `${r.duration.toFixed(2)} s`, "▶"]) {
+      for (const text of [String(i + 1), r.start.toFixed(2), r.end.toFixed(2), `${r.duration.toFixed(2)} s`, "▶"]) {
         row.append(h("td", "", { textContent: text }));
       }
       row.addEventListener("click", () => play(set, i));
@@ -501,6 +575,7 @@ function render({ model, el }) {
     ui.status.textContent = model.get("status") || "";
   }
 
+  /** @param {Extract<ExplorerKernelMessage, { type: "envelope" }>} msg @param {DataView[]} buffers */
   function onEnvelope(msg, buffers) {
     const data = floats(buffers[0]);
     const { bins } = msg;
@@ -511,6 +586,7 @@ function render({ model, el }) {
     scheduleDraw();
   }
 
+  /** @param {ExplorerKernelMessage} msg @param {DataView[]} buffers */
   function onCustom(msg, buffers) {
     if (msg?.type === "envelope") onEnvelope(msg, buffers);
     else if (msg?.type === "audio") onAudio(msg, buffers);
@@ -518,9 +594,10 @@ function render({ model, el }) {
   }
 
   const redraw = () => {
-    for (const set of Object.keys(SETS)) renderTable(set);
+    for (const set of SET_NAMES) renderTable(set);
     scheduleDraw();
   };
+  /** @type {[string, (msg: any, buffers: DataView[]) => void][]} */
   const listeners = [
     ["change:regions", redraw],
     ["change:compare_regions", redraw],
@@ -531,7 +608,7 @@ function render({ model, el }) {
     ["msg:custom", onCustom],
   ];
   const resync = () => {
-    for (const set of Object.keys(SETS)) syncPanel(set);
+    for (const set of SET_NAMES) syncPanel(set);
     redraw();
   };
   for (const key of ["vad", "params", "compare_vad", "compare_params"]) listeners.push([`change:${key}`, resync]);
@@ -547,8 +624,8 @@ function render({ model, el }) {
     if (Math.abs(ui.canvas.clientWidth - width) > 32) {
       width = ui.canvas.clientWidth;
       const { start, end } = view();
-      model.send({ type: "envelope", tag: "overview", start: 0, end: model.get("duration") || 0, bins: pixelWidth() });
-      model.send({ type: "envelope", tag: "view", start, end, bins: pixelWidth() });
+      post({ type: "envelope", tag: "overview", start: 0, end: model.get("duration") || 0, bins: pixelWidth() });
+      post({ type: "envelope", tag: "view", start, end, bins: pixelWidth() });
     }
     scheduleDraw();
   });
