@@ -96,4 +96,49 @@
 
 /** @typedef {Problem & { ok?: boolean, peak_db?: number, rms_db?: number }} SelfTestResult */
 
+// --- VadExplorer (explorer.py) --------------------------------------------------------------
+
+/**
+ * A speech region, in seconds.
+ * @typedef {{ start: number, end: number, duration: number }} Region
+ */
+
+/**
+ * VAD knob values by name (_constants.KNOBS); speech_threshold null: the backend's own.
+ * @typedef {Record<string, number | null>} KnobValues
+ */
+
+/**
+ * The VadExplorer's synced traits. `selected`: the region last played (`compare`: of setup B).
+ * @typedef {{
+ *   vad: string, params: KnobValues, compare_vad: string, compare_params: KnobValues,
+ *   regions: Region[], compare_regions: Region[], agreement: number | null,
+ *   selected: (Region & { index: number, compare?: boolean }) | null,
+ *   duration: number, status: string, view: { start: number, end: number }, backends: string[],
+ * }} ExplorerModel
+ */
+
+/**
+ * Page -> kernel (VadExplorer._on_message).
+ * @typedef {{
+ *     type: "set", seq: number, view_id: string, vad: string, params: KnobValues,
+ *     compare_vad: string, compare_params: KnobValues,
+ *   }
+ *   | { type: "zoom", start: number, end: number, bins: number }
+ *   | { type: "envelope", tag: "overview" | "view", start: number, end: number, bins: number }
+ *   | { type: "play", index: number, compare: boolean }} ExplorerPageMessage
+ */
+
+/**
+ * Kernel -> page. `envelope` carries one float32 buffer: `bins` minima, `bins` maxima, then
+ * `db_count` energy frames (dBFS) from `db_start` every `db_step` seconds; `audio` the
+ * region's samples; `segmented` answers a `set` (`ms`: how long the kernel took).
+ * @typedef {{
+ *     type: "envelope", tag: string, start: number, end: number, bins: number,
+ *     db_start: number, db_step: number, db_count: number,
+ *   }
+ *   | { type: "audio", index: number, compare: boolean, sample_rate: number, start: number }
+ *   | { type: "segmented", seq: number, view_id: string, ms: number }} ExplorerKernelMessage
+ */
+
 export {};
