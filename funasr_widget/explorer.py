@@ -15,11 +15,11 @@ import anywidget
 import numpy as np
 import traitlets as t
 
+from . import keywords
 from ._bundle import bundle
 from .audio import SAMPLE_RATE, resample, source_audio
-from .live import VAD_DEFAULTS
 from .transcriber import Transcriber
-from .vad import NAMES, check_name, check_params
+from .vad import DEFAULTS, NAMES, check_name, check_params, knob_table
 from .vad.analysis import Segmenter, energy_curve, envelope, frame_agreement
 from .vad.base import BaseVad
 
@@ -75,8 +75,10 @@ class VadExplorer(anywidget.AnyWidget):
     status = t.Unicode("").tag(sync=True)
     view = t.Dict().tag(sync=True)  # {start, end} in seconds: the window the canvas shows
     backends = t.List(list(NAMES)).tag(sync=True)
+    knobs = t.Dict().tag(sync=True)  # vad.knob_table(): the sliders' ranges, steps, units, own thresholds
 
     def __init__(self, source, sample_rate: int | None = None, *, vad: str = "energy", compare=None, **params):
+        keywords.check_names(params, "VadExplorer()", (keywords.KNOB,), VadExplorer.__init__)
         check_name(vad)
         check_params(**params)
         if isinstance(compare, dict):
@@ -94,6 +96,7 @@ class VadExplorer(anywidget.AnyWidget):
             compare_params=compare_params,
             duration=duration,
             view={"start": 0.0, "end": duration},
+            knobs=knob_table(),
         )
         self._samples = samples
         self._energy = energy_curve(samples, ENERGY_FRAME_MS)
@@ -132,14 +135,10 @@ class VadExplorer(anywidget.AnyWidget):
 
     @t.validate("params", "compare_params")
     def _valid_params(self, proposal):
-        # A partial dict changes those knobs only.
-        unknown = proposal.value.keys() - VAD_DEFAULTS.keys()
-        if unknown:
-            raise t.TraitError(f"Unknown VAD parameter(s) {sorted(unknown)}; the knobs are {sorted(VAD_DEFAULTS)}")
-        merged = {**VAD_DEFAULTS, **getattr(self, proposal.trait.name), **proposal.value}
-        if merged["speech_threshold"] is None:
-            merged["speech_threshold"] = VAD_DEFAULTS["speech_threshold"]
+        # A partial dict changes those knobs only; speech_threshold None is each backend's own.
         try:
+            keywords.check_names(proposal.value, f"VadExplorer.{proposal.trait.name}", (keywords.KNOB,))
+            merged = {**DEFAULTS, **getattr(self, proposal.trait.name), **proposal.value}
             return BaseVad(**merged).params
         except (TypeError, ValueError) as err:
             raise t.TraitError(f"{proposal.trait.name}: {err}") from err

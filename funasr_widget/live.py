@@ -21,10 +21,6 @@ from .events import Event, Final, ModelState, Partial, Problem, VadChanged, join
 from .journal import Journal, SavedSession
 from .recognizer import Recognizer
 from .session import AudioSession
-from .vad import DEFAULTS
-
-# The VAD knobs' defaults as a widget shows them: a number for the threshold (fsmn-vad's own).
-VAD_DEFAULTS = {**DEFAULTS, "speech_threshold": 0.6}
 
 Listener = Callable[[Event], None]
 
@@ -309,4 +305,4 @@ def transcribe(
     return list(session.segments)
 
 
-__all__ = ["LiveSession", "RecognitionError", "VAD_DEFAULTS", "joined", "transcribe"]
+__all__ = ["LiveSession", "RecognitionError", "joined", "transcribe"]

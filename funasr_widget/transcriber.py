@@ -40,8 +40,8 @@ from .audio import write_wav
 from .events import Backlog, Final, Lag, ModelState, Partial, Problem, VadChanged
 from .journal import SavedSession
 from .levels import LevelWatch
-from .live import VAD_DEFAULTS, LiveSession, joined
-from .vad import check_params
+from .live import LiveSession, joined
+from .vad import DEFAULTS, check_params, effective, own_threshold
 from .wire import WireError
 
 _STATS_INTERVAL_S = 0.1  # the stats trait is a display: 10 updates/s is plenty
@@ -75,10 +75,11 @@ class Transcriber(anywidget.AnyWidget):
     vad = t.Unicode("", read_only=True).tag(sync=True)  # the VAD backend in use
     # VAD knobs: checked on assignment (a wrong value raises and the old one stays);
     # a change takes effect from the next segment.
-    end_silence_ms = t.Int(VAD_DEFAULTS["end_silence_ms"]).tag(sync=True)
-    speech_threshold = t.Float(VAD_DEFAULTS["speech_threshold"], allow_none=True).tag(sync=True)  # None: the VAD's own
-    max_segment_s = t.Float(VAD_DEFAULTS["max_segment_s"]).tag(sync=True)
-    energy_threshold_db = t.Float(VAD_DEFAULTS["energy_threshold_db"]).tag(sync=True)
+    end_silence_ms = t.Int(DEFAULTS["end_silence_ms"]).tag(sync=True)
+    # The value in use: the backend's own (vad.own_threshold) unless set; None sets it back.
+    speech_threshold = t.Float(None, allow_none=True).tag(sync=True)
+    max_segment_s = t.Float(DEFAULTS["max_segment_s"]).tag(sync=True)
+    energy_threshold_db = t.Float(DEFAULTS["energy_threshold_db"]).tag(sync=True)
 
     def __init__(
         self,
@@ -100,7 +101,7 @@ class Transcriber(anywidget.AnyWidget):
         recording on disk as they are made (funasr_widget.sessions()); `resume`: a saved
         session to go on with. Everything is checked here."""
         vad_params, self._options = keywords.split(options, "Transcriber()", own=Transcriber.__init__)
-        knobs = {**VAD_DEFAULTS, **vad_params}
+        knobs = effective(vad, {**DEFAULTS, **vad_params})
         # before a comm opens
         LiveSession.check(model, vad, device, max_seconds, knobs, self._options, autosave=autosave, resume=resume)
         super().__init__(**knobs)
@@ -130,17 +131,20 @@ class Transcriber(anywidget.AnyWidget):
             self.set_trait("segments", list(self._live.segments))
             self.set_trait("text", self._live.text)
         self.on_msg(self._on_message)
-        self.observe(self._on_vad_param, list(VAD_DEFAULTS))
+        self.observe(self._on_vad_param, list(DEFAULTS))
         self.observe(self._on_recording, "recording")
 
     # -- trait checks --------------------------------------------------------------
 
-    @t.validate(*VAD_DEFAULTS)
+    @t.validate(*DEFAULTS)
     def _valid_knob(self, proposal):
         try:
-            return check_params(**{proposal.trait.name: proposal.value})[proposal.trait.name]
+            value = check_params(**{proposal.trait.name: proposal.value})[proposal.trait.name]
         except (TypeError, ValueError) as err:
             raise t.TraitError(str(err)) from None
+        if value is None and self.vad:  # the backend's own, shown as the number it is
+            return own_threshold(self.vad)
+        return value
 
     @t.validate("device_id")
     def _valid_device_id(self, proposal):

@@ -265,7 +265,7 @@ def test_bad_parameters(speech, explorers):
     with pytest.raises(TypeError, match="did you mean 'end_silence_ms'"):
         VadExplorer(speech.samples, RATE, compare={"end_silence": 300})
     ex = explorers(speech.samples, RATE)
-    with pytest.raises(traitlets.TraitError, match="Unknown VAD parameter"):
+    with pytest.raises(traitlets.TraitError, match="unknown keyword 'silence'"):
         ex.params = {"silence": 3}
     with pytest.raises(traitlets.TraitError, match="max_segment_s"):
         ex.params = {"max_segment_s": 0.5}
