@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import difflib
 
-from .base import DEFAULTS, Vad, VadEvent, accepted, check_params
+from .._constants import KNOBS
+from ..dependencies import installed
+from .base import DEFAULTS, BaseVad, Vad, VadEvent, accepted, check_params
 
 NAMES = ("fsmn-vad", "silero", "energy")
 RUNTIMES = ("funasr", "onnx", "auto")  # fsmn-vad's
@@ -36,12 +38,13 @@ def create_vad(name: str = "fsmn-vad", **params) -> Vad:
     Every backend accepts all four knobs (end_silence_ms, speech_threshold,
     max_segment_s, energy_threshold_db), using those that apply to it. For fsmn-vad also
     ``model`` (name or folder, default "fsmn-vad"), ``device`` ("cpu") and ``runtime``:
-    "funasr" (the default), "onnx" (onnxruntime, no funasr nor torch in the process:
+    "funasr" (the default where funasr is installed, else "auto"), "onnx" (onnxruntime, no funasr nor torch in the process:
     fsmn_onnx.py; needs the folder's model.onnx) or "auto" (onnx when it can run, else
     funasr). Both give the same events."""
     name = check_name(name)
     if name == "fsmn-vad":
-        runtime = params.pop("runtime", "funasr")
+        # funasr where it is installed, else onnxruntime (a kernel with the [onnx] extra only)
+        runtime = params.pop("runtime", None) or ("funasr" if installed("funasr", "torch") else "auto")
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
         if runtime != "funasr":
@@ -51,16 +54,55 @@ def create_vad(name: str = "fsmn-vad", **params) -> Vad:
             if runtime == "onnx" or fsmn_onnx.available(models.fetch(params.get("model", "fsmn-vad"))):
                 params.pop("device", None)  # onnxruntime runs it on the CPU: a 0.4M model
                 return fsmn_onnx.FsmnOnnxVad(**params)
+    return _backend(name)(**params)
+
+
+def _backend(name: str) -> type[BaseVad]:
+    """The class of a backend, imported on first use (none imports its model here)."""
+    if name == "fsmn-vad":
         from .fsmn import FsmnVad
 
-        return FsmnVad(**params)
+        return FsmnVad
     if name == "silero":
         from .silero import SileroVad
 
-        return SileroVad(**params)
+        return SileroVad
     from .energy import EnergyVad
 
-    return EnergyVad(**params)
+    return EnergyVad
 
 
-__all__ = ["DEFAULTS", "NAMES", "Vad", "VadEvent", "accepted", "check_name", "check_params", "create_vad"]
+def own_threshold(name: str) -> float | None:
+    """The backend's own speech_threshold, which ``speech_threshold=None`` (the default
+    everywhere) stands for: fsmn-vad 0.6, silero 0.5; None for energy (it has no score)."""
+    return _backend(check_name(name)).default_threshold
+
+
+def effective(name: str, params: dict) -> dict:
+    """``params`` as backend ``name`` runs them: speech_threshold None is its own."""
+    if params.get("speech_threshold", 0) is None:
+        return {**params, "speech_threshold": own_threshold(name)}
+    return dict(params)
+
+
+def knob_table() -> dict:
+    """The knob table for a front end: _constants.KNOBS, and for speech_threshold each
+    backend's own value (what None means), as the sliders show it."""
+    table = {name: dict(knob) for name, knob in KNOBS.items()}
+    table["speech_threshold"]["own"] = {name: own_threshold(name) for name in NAMES}
+    return table
+
+
+__all__ = [
+    "DEFAULTS",
+    "NAMES",
+    "Vad",
+    "VadEvent",
+    "accepted",
+    "check_name",
+    "check_params",
+    "create_vad",
+    "effective",
+    "knob_table",
+    "own_threshold",
+]
