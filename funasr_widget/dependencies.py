@@ -25,6 +25,17 @@ def install_hint(extra: str) -> str:
     )
 
 
+def installed(*modules: str) -> bool:
+    """Are all these top-level modules importable (found, not imported)? A broken or blocked
+    install counts as absent."""
+    import importlib.util
+
+    try:
+        return all(importlib.util.find_spec(name) is not None for name in modules)
+    except (ImportError, ValueError):
+        return False
+
+
 def require(module: str, extra: str, purpose: str = "") -> ModuleType:
     """``import module``; when it is missing (or fails to import), a MissingDependencyError
     naming the package, what needs it (``purpose``) and ``pip install 'funasr-widget[extra]'``."""
@@ -41,4 +52,4 @@ def require(module: str, extra: str, purpose: str = "") -> ModuleType:
         ) from exc
 
 
-__all__ = ["PIP_NAMES", "install_hint", "require"]
+__all__ = ["PIP_NAMES", "install_hint", "installed", "require"]
