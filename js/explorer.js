@@ -4,18 +4,29 @@
 // The kernel sends min/max envelopes and, on a click, that region's samples (msg:custom).
 
 /** @import { AnyModel, Render } from "@anywidget/types" */
-/** @import { ExplorerKernelMessage, ExplorerModel, ExplorerPageMessage } from "./protocol.js" */
+/** @import { ExplorerKernelMessage, ExplorerModel, ExplorerPageMessage, Knob } from "./protocol.js" */
 /** @typedef {AnyModel<ExplorerModel>} Model */
 /** @typedef {"main" | "compare"} SetName  setup A and setup B */
 
-/** @type {Record<string, { label: string, min: number, max: number, step: number, text: (v: number) => string }>} */
-const KNOBS = {
-  end_silence_ms: { label: "End silence", min: 100, max: 3000, step: 50, text: (v) => `${v} ms` },
-  speech_threshold: { label: "Speech threshold", min: 0, max: 1, step: 0.01, text: (v) => v.toFixed(2) },
-  energy_threshold_db: { label: "Energy threshold", min: -80, max: -10, step: 1, text: (v) => `${v} dBFS` },
-  // The VADs need more than 1 s.
-  max_segment_s: { label: "Max segment", min: 1.5, max: 60, step: 0.5, text: (v) => `${v} s` },
-};
+// The knobs (ranges, steps, units) come from the kernel's one table (the `knobs` trait,
+// _constants.KNOBS), so a slider offers exactly what the VAD accepts.
+
+/**
+ * A knob's value as its label shows it: as many decimals as its step, then its unit.
+ * @param {Knob} knob @param {number} v
+ */
+function knobText(knob, v) {
+  const digits = knob.step < 1 ? Math.ceil(-Math.log10(knob.step)) : 0;
+  return `${v.toFixed(digits)}${knob.unit ? ` ${knob.unit}` : ""}`;
+}
+
+/**
+ * The value a knob left at null (the backend's own) stands for with backend `vad`.
+ * @param {Knob} knob @param {string} vad
+ */
+function ownValue(knob, vad) {
+  return knob.own?.[vad] ?? knob.default ?? knob.min;
+}
 const THRESHOLDS = ["speech_threshold", "energy_threshold_db"];
 const thresholdKnob = (/** @type {string} */ vad) => (vad === "energy" ? "energy_threshold_db" : "speech_threshold");
 /**
@@ -78,8 +89,8 @@ function floats(buffer) {
   return new Float32Array(/** @type {ArrayBuffer} */ (bytes));
 }
 
-/** @param {SetName} set */
-function buildPanel(set) {
+/** @param {SetName} set @param {Record<string, Knob>} table */
+function buildPanel(set, table) {
   const panel = h("fieldset", "fwx-panel");
   panel.dataset.set = set;
   const legend = h("legend", "fwx-legend");
@@ -90,7 +101,7 @@ function buildPanel(set) {
   panel.append(legend, knobs);
   /** @type {Record<string, { row: HTMLLabelElement, input: HTMLInputElement, value: HTMLSpanElement }>} */
   const sliders = {};
-  for (const [param, knob] of Object.entries(KNOBS)) {
+  for (const [param, knob] of Object.entries(table)) {
     const row = h("label", "fwx-knob");
     const range = { min: String(knob.min), max: String(knob.max), step: String(knob.step) };
     const input = h("input", "fwx-slider", { type: "range", ...range });
@@ -103,11 +114,11 @@ function buildPanel(set) {
   return { panel, select, sliders };
 }
 
-/** @param {HTMLElement} el */
-function buildUI(el) {
+/** @param {HTMLElement} el @param {Record<string, Knob>} table */
+function buildUI(el, table) {
   const ui = {
     root: h("div", "fwx-root"),
-    panels: { main: buildPanel("main"), compare: buildPanel("compare") },
+    panels: { main: buildPanel("main", table), compare: buildPanel("compare", table) },
     agreement: h("div", "fwx-agreement"),
     canvas: h("canvas", "fwx-canvas"),
     zoomOut: h("button", "fwx-zoom-out", { type: "button", textContent: "Zoom out", title: "show twice as much" }),
@@ -140,7 +151,8 @@ function buildUI(el) {
 
 /** @type {Render<ExplorerModel>} */
 function render({ model, el }) {
-  const ui = buildUI(el);
+  const table = model.get("knobs");
+  const ui = buildUI(el, table);
   const viewId = Math.random().toString(36).slice(2);
   /** @type {{ overview: Envelope | null, detail: Envelope | null }} */
   const env = { overview: null, detail: null };  // envelopes: whole recording, current window
@@ -187,9 +199,10 @@ function render({ model, el }) {
     const { select, sliders } = ui.panels[set];
     const { vad, params } = setup(set);
     select.value = vad;
-    for (const [param, { input, value }] of Object.entries(sliders)) {
-      input.value = String(params[param] ?? "");
-      value.textContent = KNOBS[param].text(Number(input.value));
+    for (const [param, { input }] of Object.entries(sliders)) {
+      const own = params[param] == null;  // the backend's own: shown, and sent back as null until moved
+      input.dataset.own = own ? "1" : "";
+      input.value = String(own ? ownValue(table[param], vad) : params[param]);
     }
     showKnobs(set);
   }
@@ -206,12 +219,15 @@ function render({ model, el }) {
    * The knobs that the chosen backend uses: one of the two thresholds, none when off.
    * @param {SetName} set
    */
+  // A knob left at the backend's own shows the chosen backend's value.
   function showKnobs(set) {
     const { select, sliders, panel } = ui.panels[set];
     const vad = select.value;
     panel.toggleAttribute("data-off", !vad);
-    for (const [param, { row }] of Object.entries(sliders)) {
+    for (const [param, { row, input, value }] of Object.entries(sliders)) {
       row.hidden = !vad || (THRESHOLDS.includes(param) && param !== thresholdKnob(vad));
+      if (input.dataset.own && vad) input.value = String(ownValue(table[param], vad));
+      value.textContent = knobText(table[param], Number(input.value));
     }
   }
 
@@ -230,9 +246,11 @@ function render({ model, el }) {
 
   /** @param {SetName} set */
   function values(set) {
-    /** @type {Record<string, number>} */
+    /** @type {Record<string, number | null>} */
     const out = {};
-    for (const [param, { input }] of Object.entries(ui.panels[set].sliders)) out[param] = Number(input.value);
+    for (const [param, { input }] of Object.entries(ui.panels[set].sliders)) {
+      out[param] = input.dataset.own ? null : Number(input.value);
+    }
     return out;
   }
 
@@ -274,7 +292,8 @@ function render({ model, el }) {
     });
     for (const [param, { input, value }] of Object.entries(sliders)) {
       input.addEventListener("input", (e) => {
-        value.textContent = KNOBS[param].text(Number(input.value));
+        input.dataset.own = "";
+        value.textContent = knobText(table[param], Number(input.value));
         changed(e);
       });
     }

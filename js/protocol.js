@@ -109,12 +109,22 @@
  */
 
 /**
+ * One VAD knob as the kernel describes it (vad.knob_table(): _constants.KNOBS); `own`: each
+ * backend's own value, which null stands for (speech_threshold).
+ * @typedef {{
+ *   label: string, type: "int" | "float", min: number, max: number, step: number,
+ *   default: number | null, unit: string, doc: string, own?: Record<string, number | null>,
+ * }} Knob
+ */
+
+/**
  * The VadExplorer's synced traits. `selected`: the region last played (`compare`: of setup B).
  * @typedef {{
  *   vad: string, params: KnobValues, compare_vad: string, compare_params: KnobValues,
  *   regions: Region[], compare_regions: Region[], agreement: number | null,
  *   selected: (Region & { index: number, compare?: boolean }) | null,
  *   duration: number, status: string, view: { start: number, end: number }, backends: string[],
+ *   knobs: Record<string, Knob>,
  * }} ExplorerModel
  */
 
