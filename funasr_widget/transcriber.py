@@ -519,10 +519,11 @@ class Transcriber(anywidget.AnyWidget):
         """Block until everything fed so far has been processed; False on timeout."""
         return self._live.wait(timeout)
 
-    def on_segment(self, callback: Callable[[dict], None]) -> None:
+    def on_segment(self, callback: Callable[[dict], None]) -> Callable[[], None]:
         """Call `callback(segment)` for every final segment from now on (on the recognition
-        thread; an exception there is reported in `error` and harms nothing else)."""
-        self._live.on_segment(callback)
+        thread; an exception there is reported in `error` and harms nothing else). Returns a
+        function that unsubscribes it."""
+        return self._live.on_segment(callback)
 
     def to_dataframe(self, words: bool = False):
         """The segments as a pandas DataFrame (one row per segment, with duration); with
