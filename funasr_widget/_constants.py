@@ -3,6 +3,8 @@ the package, so any module (and the front end, through the widgets' traits) can 
 
 from __future__ import annotations
 
+from typing import Any
+
 SAMPLE_RATE = 16_000  # Hz: the browser resamples to it; the VADs and models work at it
 SAMPLES_PER_MS = SAMPLE_RATE // 1000
 BLOCK = SAMPLE_RATE // 10  # samples (100 ms): the browser's chunk and the pipeline's step
@@ -12,7 +14,7 @@ BLOCK = SAMPLE_RATE // 10  # samples (100 ms): the browser's chunk and the pipel
 # soon after the speaker pauses (700 ms) and cut at 30 s (segment models decode best below
 # that). speech_threshold None means the backend's own (fsmn-vad 0.6, silero 0.5); the value in
 # use is reported by the widgets.
-KNOBS: dict[str, dict] = {
+KNOBS: dict[str, dict[str, Any]] = {
     "end_silence_ms": {
         "label": "End silence",
         "type": "int",

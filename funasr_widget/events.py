@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
 class ModelState:
     state: str  # none | loading | ready | error
-    info: dict = field(default_factory=dict)  # {name, device, message, hint, progress}
+    info: dict[str, Any] = field(default_factory=dict)  # {name, device, message, hint, progress}
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class Partial:
 
 @dataclass(frozen=True)
 class Final:
-    segment: dict  # {id, start, end, text, ...}: a closed segment, in session seconds
+    segment: dict[str, Any]  # {id, start, end, text, ...}: a closed segment, in session seconds
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class Problem:
     message: str
     hint: str = ""
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, str]:
         return {"code": self.code, "message": self.message, "hint": self.hint}
 
 
@@ -60,6 +61,6 @@ Event = ModelState | Partial | Final | Lag | Backlog | VadChanged | Problem
 Emit = Callable[[Event], None]
 
 
-def joined(segments: list[dict]) -> str:
+def joined(segments: list[dict[str, Any]]) -> str:
     """A transcript's text: its final segments' texts, one space between."""
     return " ".join(s["text"] for s in segments if s.get("text"))

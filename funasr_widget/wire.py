@@ -27,6 +27,7 @@ import numbers
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +44,7 @@ MAX_AHEAD = 1000
 # A final chunk waits this long for the holes before it (chunks racing on other
 # handler threads) before a later message gives up on them; end_take() never waits.
 FINAL_WAIT_S = 2.0
-_DTYPES = {"float32": np.dtype("<f4"), "int16": np.dtype("<i2")}
+_DTYPES: dict[str, np.dtype[Any]] = {"float32": np.dtype("<f4"), "int16": np.dtype("<i2")}
 
 
 class WireError(ValueError):
@@ -63,7 +64,7 @@ class Chunk:
     clipped: int = 0  # float32 samples that were outside [-1, 1] and clipped
 
 
-def _short(value, limit: int = 60) -> str:
+def _short(value: object, limit: int = 60) -> str:
     """A value for an error message: never long, never raising."""
     try:
         text = repr(value) if isinstance(value, (str, int, float, bool, type(None))) else type(value).__name__
@@ -72,7 +73,7 @@ def _short(value, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _int_field(content: dict, name: str, low: int, high: int, code: str = "bad-header") -> int:
+def _int_field(content: dict[str, Any], name: str, low: int, high: int, code: str = "bad-header") -> int:
     value = content.get(name)
     if not isinstance(value, numbers.Integral) or isinstance(value, (bool, np.bool_)):
         raise WireError("bad-header", f"chunk header field {name!r} is missing or not an integer: {_short(value)}")
@@ -82,7 +83,7 @@ def _int_field(content: dict, name: str, low: int, high: int, code: str = "bad-h
     return value
 
 
-def _time_field(content: dict) -> float:
+def _time_field(content: dict[str, Any]) -> float:
     value = content.get("t")
     if not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_)):
         raise WireError("bad-header", f"chunk header field 't' is missing or not a number: {_short(value)}")
@@ -93,7 +94,7 @@ def _time_field(content: dict) -> float:
     return t if math.isfinite(t) else math.nan
 
 
-def _bytes(buffer) -> memoryview:
+def _bytes(buffer: Any) -> memoryview:
     try:
         raw = memoryview(buffer)
         if not raw.c_contiguous:
@@ -103,7 +104,7 @@ def _bytes(buffer) -> memoryview:
         raise WireError("bad-buffer", f"the chunk's buffer is not bytes-like ({type(buffer).__name__})") from err
 
 
-def decode_chunk(content: dict, buffers) -> Chunk:
+def decode_chunk(content: dict[str, Any], buffers: Any) -> Chunk:
     """Validate a chunk message and return its samples as float32 in [-1, 1].
 
     Raises only WireError, whatever `content` and `buffers` are.
