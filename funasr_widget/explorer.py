@@ -18,6 +18,7 @@ import traitlets as t
 from . import keywords
 from ._bundle import bundle
 from .audio import SAMPLE_RATE, resample, source_audio
+from .dependencies import require
 from .transcriber import Transcriber
 from .vad import DEFAULTS, NAMES, check_name, check_params, knob_table
 from .vad.analysis import Segmenter, energy_curve, envelope, frame_agreement
@@ -293,7 +294,7 @@ class VadExplorer(anywidget.AnyWidget):
 
     def regions_dataframe(self, compare: bool = False):
         """The regions (or, with compare=True, the comparison's) as a pandas DataFrame, in seconds."""
-        import pandas as pd
+        pd = require("pandas", "notebooks", "regions_dataframe()")
 
         frame = pd.DataFrame(self.compare_regions if compare else self.regions, columns=["start", "end", "duration"])
         frame.index.name = "region"

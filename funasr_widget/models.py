@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import _cache
+from .dependencies import require
 from .errors import ModelLoadError
 
 Progress = Callable[[float | None, str], None]
@@ -199,8 +200,8 @@ def reachable(timeout: float = 3.0) -> bool:
 
 def _download(hub_id: str, dest: Path, progress: Progress) -> None:
     """Download a ModelScope repository into ``dest``, reporting bytes as they arrive."""
-    from modelscope.hub.callback import ProgressCallback
-    from modelscope.hub.snapshot_download import snapshot_download
+    ProgressCallback = require("modelscope.hub.callback", "asr", "Downloading a model").ProgressCallback
+    snapshot_download = require("modelscope.hub.snapshot_download", "asr", "Downloading a model").snapshot_download
 
     sizes: dict[str, int] = {}
     done: dict[str, int] = {}

@@ -37,6 +37,7 @@ import traitlets as t
 from . import diagnose, keywords
 from ._bundle import bundle
 from .audio import write_wav
+from .dependencies import require
 from .events import Backlog, Final, Lag, ModelState, Partial, Problem, VadChanged
 from .journal import SavedSession
 from .levels import LevelWatch
@@ -529,7 +530,7 @@ class Transcriber(anywidget.AnyWidget):
         """The segments as a pandas DataFrame (one row per segment, with duration); with
         ``words=True`` the words table: one row per timed word (segment id, text, start,
         end, duration; session seconds), empty when the model gives no word times."""
-        import pandas as pd
+        pd = require("pandas", "notebooks", "to_dataframe()")
 
         segments = self.segments
         if words:

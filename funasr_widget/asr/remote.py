@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from .._constants import SAMPLE_RATE
+from ..dependencies import require
 from ..models import ModelLoadError
 from .base import Decoder, EngineUnavailable
 from .segment import MIN_SAMPLES
@@ -191,8 +192,7 @@ class RemoteEngine(Decoder):
         language: str | None = None,
         **_ignored,
     ):
-        import httpx
-
+        httpx = require("httpx", "remote", "A remote engine (server=)")
         self.url = check_server(server)
         self.name = self.model = str(model)
         self.architecture = "remote"

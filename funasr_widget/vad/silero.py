@@ -12,22 +12,20 @@ import warnings
 import numpy as np
 
 from .._constants import SAMPLE_RATE
+from ..dependencies import require
 from .base import FramedVad
 
 
 def _load_model():
-    import torch
-
+    torch = require("torch", "silero", "The 'silero' VAD")
     threads = torch.get_num_threads()
     try:
-        from silero_vad import load_silero_vad
-    except ImportError as exc:
-        raise ImportError("The 'silero' VAD needs the silero-vad package: pip install 'funasr-widget[silero]'") from exc
+        silero_vad = require("silero_vad", "silero", "The 'silero' VAD")
     finally:
         torch.set_num_threads(threads)  # importing silero_vad sets it to 1 process-wide
     with warnings.catch_warnings():  # its loader uses APIs deprecated in torch/importlib
         warnings.simplefilter("ignore", DeprecationWarning)
-        return load_silero_vad()
+        return silero_vad.load_silero_vad()
 
 
 class SileroVad(FramedVad):
