@@ -69,6 +69,8 @@ class Frontend:
     def __init__(self, frontend: dict, cmvn_file: Path | None):
         self.options = fbank_options(frontend)
         self.lfr_m, self.lfr_n = int(frontend.get("lfr_m", 1)), int(frontend.get("lfr_n", 1))
+        self.shift: np.ndarray | None
+        self.scale: np.ndarray | None
         self.shift, self.scale = read_cmvn(cmvn_file) if cmvn_file else (None, None)
 
     def fbank(self, samples: np.ndarray) -> np.ndarray:

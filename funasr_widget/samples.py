@@ -37,8 +37,10 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -86,19 +88,9 @@ FRONTEND = {
     "lfr_m": 7,
     "lfr_n": 6,
 }
-# Architecture-true sizes: TINY for tests (a few blocks, small dims), REAL for benchmarks
-# (shared/MODEL-SIZES.md: the real models' compute cost, with random weights).
+# The tiny size the builders default to (a few blocks, small dims): what tests and the
+# tutorial's offline fallback load. Benchmarks pass the real sizes (bench/models.py).
 TINY = {"dim": 64, "heads": 2, "ffn": 128, "enc": 2, "tp": 1, "dec": 2}
-REAL = {
-    "dim": 512,
-    "heads": 4,
-    "ffn": 2048,
-    "enc": 50,
-    "tp": 20,
-    "dec": 16,
-    "sensevoice_vocab": 25055,
-    "paraformer_vocab": 8404,
-}
 SANM = {
     "dropout_rate": 0.1,
     "positional_dropout_rate": 0.1,
@@ -621,7 +613,7 @@ def build_fun_asr_nano(dest: Path, size: dict = TINY, qwen: dict = TINY_QWEN) ->
     )
     ctc_vocab = _tiktoken_bytes(dest / "multilingual.tiktoken") + 1  # + the blank, last
     ctc_tokenizer_conf = {"vocab_path": "multilingual.tiktoken", "is_multilingual": True, "num_languages": 8749}
-    config = {
+    config: dict[str, Any] = {
         "model": "FunASRNano",
         "model_conf": {"length_normalized_loss": True},
         "audio_encoder": "SenseVoiceEncoderSmall",
@@ -704,7 +696,7 @@ def build_fun_asr_nano(dest: Path, size: dict = TINY, qwen: dict = TINY_QWEN) ->
     return dest
 
 
-BUILDERS = {
+BUILDERS: dict[str, Callable[[Path], Path]] = {
     "fsmn-vad": fetch_fsmn_vad,
     "sensevoice-small": build_sensevoice,
     "paraformer-zh-streaming": build_paraformer_streaming,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 ARCHITECTURE = "FunASRNano"
 # The widget's language codes (SenseVoice's) in the words Fun-ASR-Nano's prompt uses.
@@ -66,7 +67,7 @@ def load_settings(path: Path) -> dict:
 
 def after_load(auto) -> list[str]:
     """Make a loaded FunASRNano decodable here; returns notes for the user."""
-    model = getattr(auto, "model", None)
+    model: Any = getattr(auto, "model", None)
     if getattr(model, "ctc_decoder", None) is not None and importlib.util.find_spec("torchaudio") is None:
         model.ctc_decoder = model.ctc = None  # what funasr does for a checkpoint without CTC
         return [NO_TORCHAUDIO]
