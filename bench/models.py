@@ -27,6 +27,17 @@ from pathlib import Path
 
 from funasr_widget import samples
 
+# The real models' dimensions (shared/MODEL-SIZES.md): random weights, the real compute cost.
+REAL = {
+    "dim": 512,
+    "heads": 4,
+    "ffn": 2048,
+    "enc": 50,
+    "tp": 20,
+    "dec": 16,
+    "sensevoice_vocab": 25055,
+    "paraformer_vocab": 8404,
+}
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CACHE = Path(__file__).resolve().parent / ".cache"
 BUILD_VERSION = 3  # bump when a builder changes: cached folders are rebuilt
@@ -62,7 +73,7 @@ LLM_SIZES = {  # Qwen3-0.6B (MODEL-SIZES.md), or a small one of the same shape
 
 def _size(tiny: bool) -> dict:
     # --tiny keeps the real vocabularies, so the code paths match the real-size ones.
-    return {**samples.TINY, **{k: v for k, v in samples.REAL.items() if k.endswith("_vocab")}} if tiny else samples.REAL
+    return {**samples.TINY, **{k: v for k, v in REAL.items() if k.endswith("_vocab")}} if tiny else REAL
 
 
 def build_sensevoice(dest: Path, tiny: bool = False) -> None:

