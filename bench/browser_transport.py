@@ -18,7 +18,7 @@ from test_capture import RATE, open_widget, record_for, settled_stats
 LATENCIES = (
     "(lambda a: {'n': int(len(a)), 'p50': float(np.percentile(a, 50)), "
     "'p95': float(np.percentile(a, 95)), 'p99': float(np.percentile(a, 99)), "
-    "'max': float(a.max()), 'min': float(a.min())})(w._live.audio.latencies_ms())"
+    "'max': float(a.max()), 'min': float(a.min())})(w.session.latencies_ms())"
 )
 
 

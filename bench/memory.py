@@ -51,12 +51,11 @@ def run(name: str, info: dict, script: Speech, seconds: float, device: str, hook
     rss0 = common.rss_mb()
     w = Transcriber(model=info["path"], vad="fsmn-vad", device=device)
     assert w.wait(timeout=600) and w.model_state == "ready", w.model_info
-    pipeline = w._live.recognizer.pipeline
     readings = []
     t0 = time.monotonic()
     fed = 0
     for chunk in chunks(script, seconds):
-        while pipeline.lag_seconds > MAX_AHEAD_S:
+        while w.session.lag_seconds() > MAX_AHEAD_S:
             time.sleep(0.01)
         w.feed(chunk)
         fed += len(chunk)
@@ -76,7 +75,7 @@ def run(name: str, info: dict, script: Speech, seconds: float, device: str, hook
     assert w.wait(timeout=600)
     gc.collect()
     wall = time.monotonic() - t0
-    kept_s = w._live.audio.recording.seconds
+    kept_s = w.session.seconds()
     final = common.rss_mb()
     segments = len(w.segments)
     w.close()

@@ -192,7 +192,7 @@ def pcm16(samples: np.ndarray) -> np.ndarray:
 def write_wav(path, samples: np.ndarray, rate: int = SAMPLE_RATE) -> Path:
     """Write 16-bit PCM: mono from a 1-D array, or (frames, channels)."""
     path = Path(path)
-    pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2")
+    pcm = pcm16(samples)
     with wave.open(str(path), "wb") as f:
         f.setnchannels(1 if pcm.ndim == 1 else pcm.shape[1])
         f.setsampwidth(2)

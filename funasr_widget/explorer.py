@@ -23,6 +23,7 @@ from .transcriber import Transcriber
 from .vad import DEFAULTS, NAMES, check_name, check_params, knob_table
 from .vad.analysis import Segmenter, energy_curve, envelope, frame_agreement
 from .vad.base import BaseVad
+from .writer import OneWriter
 
 ENVELOPE_BINS = 2000  # about a pixel each on a wide canvas, until the front end says its width
 MAX_BINS = 8192
@@ -50,7 +51,7 @@ def _load(source, sample_rate) -> np.ndarray:
     return x
 
 
-class VadExplorer(anywidget.AnyWidget):
+class VadExplorer(OneWriter, anywidget.AnyWidget):
     """Speech regions of a VAD over a recording's waveform, with its parameters as sliders.
 
     `source`: an array (with `sample_rate`), an audio file's path, or a Transcriber (its
@@ -59,6 +60,10 @@ class VadExplorer(anywidget.AnyWidget):
     `params`: end_silence_ms, speech_threshold, max_segment_s, energy_threshold_db
     (defaults as the Transcriber's). Changing `vad`, `params`, `compare_vad` or
     `compare_params` re-segments.
+
+    Written from the notebook, the comm handler and its worker thread: every write and
+    message goes through one lock (writer.py). The page sets nothing directly: it sends
+    requests (`set`, `zoom`, `envelope`, `play`).
     """
 
     _esm = bundle("explorer.js")
@@ -144,6 +149,9 @@ class VadExplorer(anywidget.AnyWidget):
         except (TypeError, ValueError) as err:
             raise t.TraitError(f"{proposal.trait.name}: {err}") from err
 
+    def _page_rejected(self, name: str, code: str) -> None:
+        self.status = f"Ignored an update of {name!r} from the page ({code}): it sends requests, not traits."
+
     # -- segmentation ----------------------------------------------------------------------
 
     def segment(self) -> list[dict]:
@@ -161,7 +169,7 @@ class VadExplorer(anywidget.AnyWidget):
             text = f"{self.vad}: {len(main)} regions"
             if other is not None:
                 text += f"; {self.compare_vad}: {len(other)} regions"
-            with self.hold_sync():  # one message, so the front end redraws once
+            with self.writing():  # one step, and one message: the front end redraws once
                 self.regions = _as_regions(main)
                 self.compare_regions = _as_regions(other or [])
                 self.agreement = None if other is None else frame_agreement(main, other, self.duration * 1000)
@@ -222,14 +230,15 @@ class VadExplorer(anywidget.AnyWidget):
                     self.segment()
                 except Exception as err:  # shown in the widget; the notebook is not listening
                     self.status = f"Could not apply that: {err}"
-            self.send(
-                {
-                    "type": "segmented",
-                    "seq": request.get("seq"),
-                    "view_id": request.get("view_id"),
-                    "ms": round(self._last_ms, 1),
-                }
-            )
+            with self.writing():
+                self.send(
+                    {
+                        "type": "segmented",
+                        "seq": request.get("seq"),
+                        "view_id": request.get("view_id"),
+                        "ms": round(self._last_ms, 1),
+                    }
+                )
 
     def _window(self, start: float, end: float) -> dict:
         span = min(max(float(end) - float(start), MIN_VIEW_S), self.duration)
@@ -247,34 +256,42 @@ class VadExplorer(anywidget.AnyWidget):
         pool = max(math.ceil((last - first) / self._bins), 1)
         db = self._energy[first:last]
         db = np.pad(db, (0, -len(db) % pool), constant_values=-120.0).reshape(-1, pool).max(axis=1)
-        self.send(
-            {
-                "type": "envelope",
-                "tag": tag,
-                "start": start,
-                "end": end,
-                "bins": len(mins),
-                "db_start": first * frame_s,
-                "db_step": frame_s * pool,
-                "db_count": len(db),
-            },
-            buffers=[np.concatenate([mins, maxs, db]).astype(np.float32).tobytes()],
-        )
+        with self.writing():
+            self.send(
+                {
+                    "type": "envelope",
+                    "tag": tag,
+                    "start": start,
+                    "end": end,
+                    "bins": len(mins),
+                    "db_start": first * frame_s,
+                    "db_step": frame_s * pool,
+                    "db_count": len(db),
+                },
+                buffers=[np.concatenate([mins, maxs, db]).astype(np.float32).tobytes()],
+            )
 
     def _play(self, index, compare: bool) -> None:
-        regions = self.compare_regions if compare else self.regions
-        if not isinstance(index, int) or not 0 <= index < len(regions):
-            return
-        region = regions[index]
-        self.selected = {"index": index, **region, **({"compare": True} if compare else {})}
-        # A region is at most max_segment_s long; the cap keeps a stale index from sending more.
-        longest = (self.compare_params if compare else self.params)["max_segment_s"]
-        begin = int(region["start"] * SAMPLE_RATE)
-        clip = self._samples[begin : begin + int(min(region["duration"], longest) * SAMPLE_RATE)]
-        self.send(
-            {"type": "audio", "index": index, "compare": compare, "sample_rate": SAMPLE_RATE, "start": region["start"]},
-            buffers=[clip.astype(np.float32).tobytes()],
-        )
+        with self.writing():  # the region selected is the region sent, whatever re-segments meanwhile
+            regions = self.compare_regions if compare else self.regions
+            if not isinstance(index, int) or not 0 <= index < len(regions):
+                return
+            region = regions[index]
+            self.selected = {"index": index, **region, **({"compare": True} if compare else {})}
+            # A region is at most max_segment_s long; the cap keeps a stale index from sending more.
+            longest = (self.compare_params if compare else self.params)["max_segment_s"]
+            begin = int(region["start"] * SAMPLE_RATE)
+            clip = self._samples[begin : begin + int(min(region["duration"], longest) * SAMPLE_RATE)]
+            self.send(
+                {
+                    "type": "audio",
+                    "index": index,
+                    "compare": compare,
+                    "sample_rate": SAMPLE_RATE,
+                    "start": region["start"],
+                },
+                buffers=[clip.astype(np.float32).tobytes()],
+            )
 
     # -- Python API ----------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ LOUD_MIN_DB = -55.0  # and loud in absolute terms (a hiss at -70 is no voice)
 LOUD_SECONDS = 3.0  # of loud chunks, with no segment opened, before it is called
 LONG_SEGMENTS = 2  # segments in a row cut at max_segment_s before it is called
 MIN_FLOOR_CHUNKS = 20  # 2 s of audio before a floor is trusted
+CODES = ("threshold-too-high", "vad-never-closes")  # the findings' codes
 
 
 def _percentile(values, q: float) -> float:
@@ -158,4 +159,17 @@ class LevelWatch:
         )
 
 
-__all__ = ["LevelWatch"]
+def shown_error(error: dict, found: dict | None) -> dict | None:
+    """What a widget's `error` ({} when none) becomes for the watch's finding `found`: the
+    finding, when no other error is shown (an older finding of the watch gives way); {} when
+    the shown finding has gone; None to leave `error` as it is. A finding never hides
+    another error: that one is more urgent (no microphone, a failed model)."""
+    code = error.get("code")
+    if found and (not error or (code in CODES and code != found["code"])):
+        return found
+    if not found and code in CODES:
+        return {}
+    return None
+
+
+__all__ = ["CODES", "LevelWatch", "shown_error"]

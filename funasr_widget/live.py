@@ -13,6 +13,8 @@ import collections
 import threading
 from collections.abc import Callable
 
+import numpy as np
+
 from . import journal, keywords
 from .asr import ModelLoadError
 from .audio import SAMPLE_RATE, source_audio
@@ -21,6 +23,10 @@ from .events import Event, Final, ModelState, Partial, Problem, VadChanged, join
 from .journal import Journal, SavedSession
 from .recognizer import Recognizer
 from .session import AudioSession
+from .vad import DEFAULTS
+
+# The VAD knobs' defaults as a widget shows them: a number for the threshold (fsmn-vad's own).
+VAD_DEFAULTS = {**DEFAULTS, "speech_threshold": 0.6}
 
 Listener = Callable[[Event], None]
 
@@ -55,7 +61,7 @@ class LiveSession:
         self.problems: collections.deque[Problem] = collections.deque(maxlen=100)
         self._lock = threading.RLock()
         self._listener = listener
-        self._callbacks: list[list[Callable[[dict], None]]] = []  # [callback], one per subscription
+        self._callbacks: list[Callable[[dict], None]] = []
         self._closed = False
         self.recognizer = Recognizer(
             model, vad, device, vad_params or {}, self._on_event, partials=partials, on_close=self._release, **options
@@ -67,7 +73,6 @@ class LiveSession:
         # A resumed session's new segments follow its own: ids after its last, times after its audio.
         self._first_id = max((s["id"] for s in self.segments), default=-1) + 1
         self._start_s = self.audio.recording.seconds
-        self._next_id = self._first_id  # ids are never given twice (retranscribe() included)
 
     @staticmethod
     def check(model, vad, device, max_seconds, vad_params: dict, options: dict, *, autosave=True, resume=None) -> None:
@@ -82,30 +87,16 @@ class LiveSession:
 
     # -- listeners -------------------------------------------------------------------
 
-    def on_segment(self, callback: Callable[[dict], None]) -> Callable[[], None]:
-        """Call `callback(segment)` for every final segment from now on; returns a function
-        that unsubscribes it (calling that again does nothing)."""
+    def on_segment(self, callback: Callable[[dict], None]) -> None:
         if not callable(callback):
             raise TypeError(f"on_segment needs a function taking a segment dict, got {callback!r}")
-        token = [callback]  # one subscription, even when the same function is subscribed twice
-        with self._lock:
-            self._callbacks.append(token)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if any(entry is token for entry in self._callbacks):
-                    self._callbacks = [entry for entry in self._callbacks if entry is not token]
-
-        return unsubscribe
+        self._callbacks.append(callback)
 
     def _on_event(self, event: Event) -> None:
         failed = None
+        if isinstance(event, Final) and (self._first_id or self._start_s):
+            event = Final(continued(event.segment, self._first_id, self._start_s))
         with self._lock:
-            if isinstance(event, Final):
-                if self._first_id or self._start_s:
-                    event = Final(continued(event.segment, self._first_id, self._start_s))
-                self._next_id = max(self._next_id, event.segment["id"] + 1)
-            callbacks = list(self._callbacks)
             if isinstance(event, ModelState):
                 self.model_state, self.model_info = event.state, dict(event.info)
             elif isinstance(event, Partial):
@@ -120,7 +111,7 @@ class LiveSession:
         if self._listener is not None:
             self._call(self._listener, event, "an observer of the widget's traits")
         if isinstance(event, Final):
-            for (callback,) in callbacks:
+            for callback in list(self._callbacks):
                 self._call(callback, dict(event.segment), f"the on_segment callback {_name(callback)}")
         if failed is not None:
             self._on_event(failed)
@@ -196,6 +187,73 @@ class LiveSession:
         if self._closed:
             raise RuntimeError("this session is closed: create a new Transcriber")
 
+    # -- what a view of the session asks: one method per need, nobody reaches through ----
+
+    def receive(self, content: dict, buffers) -> int:
+        """A chunk message from the page (session.py checks, reorders and keeps it); raises
+        WireError for one that cannot be used. Returns how many chunks were released."""
+        return self.audio.receive(content, buffers)
+
+    def expire(self) -> int:
+        """Release a final chunk that waited too long for the ones before it."""
+        return self.audio.expire()
+
+    def end_take(self) -> None:
+        self.audio.end_take()
+
+    def count_rejected(self, code: str) -> None:
+        """Count a message from the page that was refused (shown in stats()["rejected_by"])."""
+        self.audio.count_rejected(code)
+
+    def stats(self) -> dict:
+        return self.audio.stats()
+
+    def latencies_ms(self) -> np.ndarray:
+        return self.audio.latencies_ms()
+
+    def level(self) -> tuple[float | None, bool]:
+        """(the last chunk's level in dBFS, whether the input has been digital silence for a while)."""
+        return self.audio.last_level_db, self.audio.silent
+
+    def seconds(self) -> float:
+        """Seconds of audio recorded so far."""
+        return self.audio.recording.seconds
+
+    def samples(self) -> np.ndarray:
+        """The recording so far: float32, 16 kHz, mono."""
+        return self.audio.recording.samples
+
+    def lag_seconds(self) -> float:
+        """Audio queued ahead of the recognition worker."""
+        return self.recognizer.pipeline.lag_seconds
+
+    def in_speech(self) -> bool | None:
+        """Is a segment open now? None while that cannot be told: no VAD running yet, or the
+        VAD more than half a second behind the audio."""
+        pipeline = self.recognizer.pipeline
+        if pipeline.vad is None or pipeline.lag_seconds >= 0.5:
+            return None
+        return pipeline.in_speech
+
+    def segment_audio(self, segment_id: int, max_seconds: float) -> tuple[dict, np.ndarray]:
+        """(the segment, its samples from the recording: float32, 16 kHz, at most
+        `max_seconds`); KeyError for an unknown id, RuntimeError once the recording is released."""
+        with self._lock:
+            seg = next((s for s in self.segments if s.get("id") == segment_id), None)
+        if seg is None:
+            raise KeyError(segment_id)
+        a = max(int(round(seg["start"] * SAMPLE_RATE)), 0)
+        b = max(int(round(seg["end"] * SAMPLE_RATE)), a)
+        return seg, self.audio.recording.read(a, min(b, a + int(max_seconds * SAMPLE_RATE)))
+
+    def vad_params(self) -> dict:
+        """The VAD knobs in effect (from the next segment on, for ones changed mid-segment)."""
+        return self.recognizer.vad_params
+
+    def set_partials(self, enabled: bool) -> None:
+        """Whether the open segment's text is decoded as it grows (Partial events)."""
+        self.recognizer.pipeline.partials = bool(enabled)
+
     # -- results -----------------------------------------------------------------------
 
     @property
@@ -220,7 +278,7 @@ class LiveSession:
                 "Load one with load_model(name), wait() for it, then retranscribe().",
             )
         name, device, options = self.recognizer.model_spec
-        segments = transcribe(
+        return transcribe(
             self.audio.recording.samples,
             SAMPLE_RATE,
             model=name,
@@ -229,11 +287,6 @@ class LiveSession:
             **self.recognizer.vad_params,
             **options,
         )
-        # New ids, after every id given so far; the live pipeline's later ones come after these.
-        with self._lock:
-            first, self._next_id = self._next_id, self._next_id + len(segments)
-            self._first_id += len(segments)
-        return [{**segment, "id": first + i} for i, segment in enumerate(segments)]
 
     def raise_if_failed(self) -> None:
         """For offline use: a model that did not load, or any background failure, raises."""
@@ -325,4 +378,4 @@ def transcribe(
     return list(session.segments)
 
 
-__all__ = ["LiveSession", "RecognitionError", "joined", "transcribe"]
+__all__ = ["LiveSession", "RecognitionError", "VAD_DEFAULTS", "joined", "transcribe"]

@@ -1,20 +1,28 @@
 """The Transcriber widget: a view of one LiveSession (live.py), traits and messages only.
 
-Audio handling lives in session.py, the error texts in diagnose.py, recognition in
-pipeline.py and recognizer.py; this class mirrors the session's state in traits and
-speaks the front end's message protocol:
+It maps the front end's messages to session calls and the session's events to traits;
+audio handling lives in session.py, recognition in pipeline.py and recognizer.py, the
+texts in diagnose.py, and the small policies it applies in rooms of their own: takes.py
+(which page records), levels.py (the threshold hint), selftest.py, playback.py. Every
+change of its state, from whatever thread, goes through one lock (writer.py); the page may
+set only `recording`, `device_id` and the VAD knobs. The message protocol:
 
     front end -> kernel   hello {view}        a view appeared: the kernel replays the transcript
                           start {view, ...}   answered by started {view} or refused {view, ...}
                           chunk {view, ...}   + one binary buffer (wire.py)
                           env {...}, error {code, ...}
-                          segment-audio {id}  answered by segment-audio {id, sample_rate, n, start,
-                                              truncated} + ONE int16 buffer (or {id, error})
+                          segment-audio {view, id}   answered by segment-audio {view, id,
+                                              sample_rate, n, start, truncated} + ONE int16 buffer
+                                              (or {view, id, error}); one answer per view in flight
+                          segment-audio-received {view}   that answer arrived
                           apply-hint {}       the threshold hint's fix (the Apply button)
+                          self-test {view, seconds}   the Test button: answered by self-test
                           self-test-result {view, sample_rate, n} + ONE float32 buffer: what the
-                                              self-test recorded (and played back)
+                                              self-test recorded (and played back); refused
+                                              when no self-test was asked for
     kernel -> front end   segment {segment}   one new final segment (appended, never re-sent)
-                          self-test {seconds} record that long, play it back, send the result
+                          self-test {view, seconds}   record that long (view null: any page),
+                                              play it back, send the result
                           transcript {view, segments}   the whole transcript, for one view or
                                               (view null) for all, after retranscribe()
                           stop {}
@@ -34,31 +42,29 @@ import anywidget
 import numpy as np
 import traitlets as t
 
-from . import diagnose, keywords
+from . import diagnose, keywords, playback, selftest
 from ._bundle import bundle
+from ._constants import SAMPLE_RATE
 from .audio import write_wav
 from .dependencies import require
 from .events import Backlog, Final, Lag, ModelState, Partial, Problem, VadChanged
 from .journal import SavedSession
-from .levels import LevelWatch
+from .levels import LevelWatch, shown_error
 from .live import LiveSession, joined
+from .takes import Takes
 from .vad import DEFAULTS, check_params, effective, own_threshold
 from .wire import WireError
+from .writer import OneWriter
 
 _STATS_INTERVAL_S = 0.1  # the stats trait is a display: 10 updates/s is plenty
-# A take's owner that has sent nothing for this long is gone (reloaded, closed): live
-# chunks come every 100 ms.
-_OWNER_STALE_S = 1.5
 _BEHIND = "Transcribing:"
-SEGMENT_AUDIO_MAX_S = 60.0  # a segment's audio sent for playback, at most (int16: 1.9 MB)
-SELF_TEST_MAX_S = 10.0
-_LEVEL_CODES = ("threshold-too-high", "vad-never-closes")
 
 
-class Transcriber(anywidget.AnyWidget):
+class Transcriber(OneWriter, anywidget.AnyWidget):
     _esm = bundle("widget.js")
     _css = bundle("widget.css")
     _live: LiveSession | None = None
+    PAGE_WRITABLE = frozenset({"recording", "device_id", *DEFAULTS})
 
     status = t.Unicode("Press Record to start.", read_only=True).tag(sync=True)
     error = t.Dict(read_only=True).tag(sync=True)  # {code, message, hint} or {}
@@ -110,13 +116,12 @@ class Transcriber(anywidget.AnyWidget):
         self._env: dict = {}
         self._last_seen: float | None = None
         self._stats_sent = 0.0
-        self._owner: str | None = None  # the front-end view whose take is running
-        self._owner_seen = 0.0
-        self._owner_lock = threading.Lock()
         self._displayed_at: float | None = None  # the last time a cell displayed this widget
+        # Policies, each in its room; called with the widget's lock held.
+        self._takes = Takes()
         self._levels = LevelWatch(vad, knobs)
-        self._levels_lock = threading.Lock()
-        self._self_test_audio = np.zeros(0, np.float32)
+        self._self_test = selftest.SelfTest()
+        self._in_flight = playback.InFlight()
         self._live = LiveSession(
             model,
             vad,
@@ -129,11 +134,16 @@ class Transcriber(anywidget.AnyWidget):
             **self._options,
         )
         if resume is not None:  # the saved transcript, shown from the start
-            self.set_trait("segments", list(self._live.segments))
-            self.set_trait("text", self._live.text)
+            self._show(segments=list(self._live.segments), text=self._live.text)
         self.on_msg(self._on_message)
         self.observe(self._on_vad_param, list(DEFAULTS))
         self.observe(self._on_recording, "recording")
+
+    def _show(self, **traits) -> None:
+        """Set several traits as one step."""
+        with self.writing():
+            for name, value in traits.items():
+                self.set_trait(name, value)
 
     # -- trait checks --------------------------------------------------------------
 
@@ -153,54 +163,50 @@ class Transcriber(anywidget.AnyWidget):
             raise t.TraitError("device_id is a browser device id (at most 512 characters)")
         return proposal.value
 
+    def _page_rejected(self, name: str, code: str) -> None:
+        self._live.count_rejected(code)
+        self._publish_stats(force=True)
+
     # -- recognition events (from the worker and loader threads) -------------------
 
     def _on_event(self, event) -> None:
-        if isinstance(event, Final):
-            with self._levels_lock:
+        with self.writing():
+            if isinstance(event, Final):
                 self._levels.segment(event.segment["start"], event.segment["end"])
-            self._show_level_hint()
-            self.send({"type": "segment", "segment": event.segment})
-            with self.hold_trait_notifications():
-                self.set_trait("segments", list(self._live.segments))
-                self.set_trait("text", self._live.text)
-        else:
-            self._mirror(event)
-
-    def _mirror(self, event) -> None:
-        if isinstance(event, ModelState):
-            with self.hold_trait_notifications():
-                self.set_trait("model_state", event.state)
-                self.set_trait("model_info", event.info)
-                self.set_trait("status", event.info.get("message", self.status))
-        elif isinstance(event, Partial):
-            self.set_trait("partial", event.text)
-        elif isinstance(event, Lag):
-            behind = event.seconds > 1.0
-            if behind or self.status.startswith(_BEHIND):
-                self.set_trait(
-                    "status",
-                    f"{_BEHIND} {event.seconds:.1f} s behind real time (catching up, nothing is dropped)"
-                    if behind
-                    else "Caught up with real time.",
+                self._show_level_hint()
+                self.send({"type": "segment", "segment": event.segment})
+                self._show(segments=list(self._live.segments), text=self._live.text)
+            elif isinstance(event, ModelState):
+                self._show(
+                    model_state=event.state,
+                    model_info=event.info,
+                    status=event.info.get("message", self.status),
                 )
-        elif isinstance(event, Backlog):
-            self.set_trait(
-                "status",
-                (
-                    f"Waiting for the engine ({event.reason}): {event.segments} segment(s), {event.seconds:.1f} s "
-                    f"of speech, kept; next try in {event.retry_in_s:.0f} s. Recording goes on."
-                    if event.segments
-                    else "The engine is back: the waiting segments are transcribed."
-                ),
-            )
-        elif isinstance(event, VadChanged):
-            self.set_trait("vad", event.name)
-            with self._levels_lock:
+            elif isinstance(event, Partial):
+                self._show(partial=event.text)
+            elif isinstance(event, Lag):
+                behind = event.seconds > 1.0
+                if behind or self.status.startswith(_BEHIND):
+                    self._show(
+                        status=f"{_BEHIND} {event.seconds:.1f} s behind real time (catching up, nothing is dropped)"
+                        if behind
+                        else "Caught up with real time."
+                    )
+            elif isinstance(event, Backlog):
+                self._show(
+                    status=(
+                        f"Waiting for the engine ({event.reason}): {event.segments} segment(s), "
+                        f"{event.seconds:.1f} s of speech, kept; next try in {event.retry_in_s:.0f} s. "
+                        "Recording goes on."
+                        if event.segments
+                        else "The engine is back: the waiting segments are transcribed."
+                    )
+                )
+            elif isinstance(event, VadChanged):
+                self._show(vad=event.name)
                 self._levels.configure(vad=event.name)
-        elif isinstance(event, Problem):
-            self.set_trait("error", event.as_dict())
-            self.set_trait("status", event.message)
+            elif isinstance(event, Problem):
+                self._show(error=event.as_dict(), status=event.message)
 
     def _on_recording(self, change) -> None:
         # The front end sends the final chunk before it clears `recording`, so this
@@ -209,48 +215,47 @@ class Transcriber(anywidget.AnyWidget):
             self._end_take()
 
     def _end_take(self) -> None:
-        self._live.audio.end_take()
-        with self._owner_lock:
-            self._owner = None
-        self._publish_stats(force=True)
-        self.set_trait(
-            "status", f"Stopped: {self._live.audio.recording.seconds:.1f} s recorded. Press Record to go on."
-        )
+        self._live.end_take()
+        with self.writing():
+            self._takes.release()
+            self._publish_stats(force=True)
+            self._show(status=f"Stopped: {self._live.seconds():.1f} s recorded. Press Record to go on.")
 
     def _on_vad_param(self, change) -> None:
-        self._live.set_vad_params(**{change["name"]: change["new"]})
-        with self._levels_lock:
-            self._levels.configure(**{change["name"]: change["new"]})
-        self._show_level_hint()
+        # Observers run after the write, on the writer's thread: of two writes from two
+        # threads, the later observer may run first. So the session gets the value the
+        # trait holds now, never change["new"], and the last call leaves them equal.
+        name = change["name"]
+        with self.writing():
+            value = getattr(self, name)
+            self._live.set_vad_params(**{name: value})
+            self._levels.configure(**{name: value})
+            self._show_level_hint()
 
     # -- messages from the front end ---------------------------------------
 
     def _on_message(self, _widget, content, buffers) -> None:
         # May run on a subshell thread: validate and hand on, never block, never raise.
         self._last_seen = time.monotonic()
-        if self.error.get("code") == "frontend-missing":
-            self.set_trait("error", {})
         try:
-            self._live.audio.expire()  # a final chunk still waiting for its holes gives up in time
+            with self.writing():
+                if self.error.get("code") == "frontend-missing":
+                    self._show(error={})
+            self._live.expire()  # a final chunk still waiting for its holes gives up in time
             self._dispatch(content if isinstance(content, dict) else {}, buffers)
         except WireError as err:
-            self.set_trait("status", f"Rejected a bad audio message ({err.code}): {err}")
+            self._show(status=f"Rejected a bad audio message ({err.code}): {err}")
             self._publish_stats(force=True)
         except Exception as err:  # junk that got past the checks: counted, never raised into the comm
-            self._live.audio.count_rejected("handler-error")
-            self.set_trait("status", f"Ignored a message that could not be handled ({type(err).__name__}).")
+            self._live.count_rejected("handler-error")
+            self._show(status=f"Ignored a message that could not be handled ({type(err).__name__}).")
             self._publish_stats(force=True)
 
     def _dispatch(self, content: dict, buffers) -> None:
         kind = content.get("type")
         view = content.get("view") if isinstance(content.get("view"), str) else None
         if kind == "chunk":
-            if not self._owns(view):
-                self._live.audio.count_rejected("other-view")
-                self._publish_stats(force=True)
-                return
-            self._live.audio.receive(content, buffers)
-            self._after_audio(final=content.get("final") is True)
+            self._chunk(view, content, buffers)
         elif kind == "start":
             self._start(view, content)
         elif kind == "hello":
@@ -258,101 +263,91 @@ class Transcriber(anywidget.AnyWidget):
         elif kind == "env":
             self._env = diagnose.clean_env(content)
         elif kind == "segment-audio":
-            self._send_segment_audio(content.get("id"))
+            self._send_segment_audio(view, content.get("id"))
+        elif kind == "segment-audio-received":
+            with self.writing():
+                self._in_flight.done(view)
         elif kind == "apply-hint":
             self.apply_hint()
+        elif kind == "self-test":
+            self._self_test_asked(view, content.get("seconds"))
         elif kind == "self-test-result":
             self._self_test_done(content, buffers)
         elif kind == "error":
-            self.set_trait("error", diagnose.capture_error(content.get("code"), self._env, content.get("message")))
-            self.set_trait("status", self.error["message"])
+            error = diagnose.capture_error(content.get("code"), self._env, content.get("message"))
+            self._show(error=error, status=error["message"])
         else:
-            self._live.audio.count_rejected("unknown-type")
-            self._publish_stats(force=True)
+            self._rejected("unknown-type")
 
-    def _owns(self, view: str | None) -> bool:
-        """Chunks count only from the view whose take is running (any, when none is)."""
-        with self._owner_lock:
-            if self._owner is not None and view != self._owner:
-                return False
-            self._owner_seen = time.monotonic()
-            return True
+    def _rejected(self, code: str) -> None:
+        self._live.count_rejected(code)
+        self._publish_stats(force=True)
 
-    def _owner_alive(self, view: str | None) -> bool:
-        """Is another view's take still running (chunks came lately)?"""
-        return (
-            self._owner is not None
-            and view != self._owner
-            and self.recording
-            and time.monotonic() - self._owner_seen < _OWNER_STALE_S
-        )
+    def _chunk(self, view: str | None, content: dict, buffers) -> None:
+        with self.writing():
+            owns = self._takes.owns(view)
+        if not owns:
+            self._rejected("other-view")
+            return
+        self._live.receive(content, buffers)
+        self._after_audio(final=content.get("final") is True)
 
     def _start(self, view: str | None, content: dict) -> None:
-        with self._owner_lock:
-            busy = self._owner_alive(view)
-        if busy:
-            self.send({"type": "refused", "view": view, **diagnose.capture_error("recording-elsewhere")})
-            return
-        self._end_take()
-        with self._owner_lock:
-            self._owner, self._owner_seen = view, time.monotonic()
-        with self.hold_trait_notifications():
-            self.set_trait("error", {})
+        with self.writing():
+            if self._takes.busy_elsewhere(view, self.recording):
+                self.send({"type": "refused", "view": view, **diagnose.capture_error("recording-elsewhere")})
+                return
+            self._end_take()
+            self._takes.claim(view)
             label = content.get("device_label")
             label = label[:200] if isinstance(label, str) and label else "the default microphone"
-            self.set_trait("status", f"Recording from {label}")
-        self.send({"type": "started", "view": view})
+            self._show(error={}, status=f"Recording from {label}")
+            self.send({"type": "started", "view": view})
 
     def _hello(self, view: str | None) -> None:
         """A new view: give it the transcript; a take whose page is gone is ended."""
-        with self._owner_lock:
-            stale = self.recording and self._owner != view and not self._owner_alive(view)
-        if stale:
-            self._end_take()
-            self.set_trait("recording", False)
-        self.send({"type": "transcript", "view": view, "segments": list(self._live.segments)})
+        with self.writing():
+            if self._takes.abandoned(view, self.recording):
+                self._end_take()
+                self._show(recording=False)
+            self.send({"type": "transcript", "view": view, "segments": list(self._live.segments)})
 
     def _after_audio(self, final: bool) -> None:
-        silent = self._live.audio.silent
-        if silent and not self.error:
-            self.set_trait("error", diagnose.capture_error("silent-input", self._env))
-        elif not silent and self.error.get("code") == "silent-input":
-            self.set_trait("error", {})
-        pipeline = self._live.recognizer.pipeline
-        # Whether a segment is open is known only once the VAD runs and has caught up.
-        in_speech = pipeline.in_speech if pipeline.vad is not None and pipeline.lag_seconds < 0.5 else None
-        with self._levels_lock:
-            self._levels.chunk(self._live.audio.last_level_db, in_speech)
-        self._show_level_hint()
-        self._publish_stats(force=final)
+        level_db, silent = self._live.level()
+        in_speech = self._live.in_speech()
+        with self.writing():
+            if silent and not self.error:
+                self._show(error=diagnose.capture_error("silent-input", self._env))
+            elif not silent and self.error.get("code") == "silent-input":
+                self._show(error={})
+            self._levels.chunk(level_db, in_speech)
+            self._show_level_hint()
+            self._publish_stats(force=final)
 
     def _show_level_hint(self) -> None:
-        """The level watch's finding in `error` (when nothing else is there), cleared when it is."""
-        with self._levels_lock:
-            found = self._levels.hint()
-        code = self.error.get("code")
-        if found and (not self.error or (code in _LEVEL_CODES and code != found["code"])):
-            self.set_trait("error", found)
-            self.set_trait("status", found["message"])
-        elif not found and code in _LEVEL_CODES:
-            self.set_trait("error", {})
+        """The level watch's finding in `error` (levels.shown_error says when)."""
+        with self.writing():
+            error = shown_error(self.error, self._levels.hint())
+            if error is not None:
+                self._show(error=error, **({"status": error["message"]} if error else {}))
 
     def suggest_threshold(self) -> dict:
         """The knob value that would let the voice through (or stop a VAD that never closes),
         e.g. {"energy_threshold_db": -46.0}; {} when the levels show no such problem."""
-        with self._levels_lock:
+        with self.writing():
             found = self._levels.hint()
         return dict(found["fix"]) if found else {}
 
     def apply_hint(self) -> dict:
         """Apply suggest_threshold() to the VAD knobs (from the next segment); returns what was set."""
-        fix = self.suggest_threshold()
-        for name, value in fix.items():
-            setattr(self, name, value)
-        if fix:
-            self.set_trait(
-                "status", "Set " + ", ".join(f"{k} = {v:g}" for k, v in fix.items()) + ": speak again to check."
-            )
+        with self.writing():
+            fix = self.suggest_threshold()
+            for name, value in fix.items():
+                setattr(self, name, value)
+            if fix:
+                self._show(
+                    status="Set " + ", ".join(f"{k} = {v:g}" for k, v in fix.items()) + ": speak again to check."
+                )
         return fix
 
     # -- front end that never answered ---------------------------------------
@@ -369,117 +364,114 @@ class Transcriber(anywidget.AnyWidget):
         return bundle
 
     def _check_frontend(self, shown: float) -> None:
-        seen = self._last_seen
-        if (
-            self._displayed_at != shown
-            or (seen is not None and seen >= shown)
-            or self._live is None
-            or self.comm is None
-        ):  # answered, displayed again since, or closed
-            return
-        message, hint = diagnose.FRONTEND_MISSING
-        message = f"{message[:-1]} ({diagnose.FRONTEND_WAIT_S:.0f} s after the cell displayed it)."
-        if not self.error:
-            self.set_trait("error", {"code": "frontend-missing", "message": message, "hint": hint})
-        self.set_trait("status", message)
+        with self.writing():
+            seen = self._last_seen
+            if (
+                self._displayed_at != shown
+                or (seen is not None and seen >= shown)
+                or self._live is None
+                or self.comm is None
+            ):  # answered, displayed again since, or closed
+                return
+            message, hint = diagnose.FRONTEND_MISSING
+            message = f"{message[:-1]} ({diagnose.FRONTEND_WAIT_S:.0f} s after the cell displayed it)."
+            if not self.error:
+                self._show(error={"code": "frontend-missing", "message": message, "hint": hint})
+            self._show(status=message)
 
     # -- segment playback and the self-test ----------------------------------
 
     def segment_audio(self, segment_id) -> tuple[np.ndarray, float]:
         """(float32 samples at 16 kHz, start in seconds) of one segment, from the recording,
-        at most SEGMENT_AUDIO_MAX_S; KeyError for an unknown id."""
-        seg = next((s for s in self._live.segments if s.get("id") == segment_id), None)
-        if seg is None:
-            raise KeyError(segment_id)
-        a = max(int(round(seg["start"] * 16_000)), 0)
-        b = max(int(round(seg["end"] * 16_000)), a)
-        b = min(b, a + int(SEGMENT_AUDIO_MAX_S * 16_000))
-        return self._live.audio.recording.read(a, b), seg["start"]
+        at most playback.MAX_S; KeyError for an unknown id."""
+        seg, samples = self._live.segment_audio(segment_id, playback.MAX_S)
+        return samples, seg["start"]
 
-    def _send_segment_audio(self, segment_id) -> None:
+    def _send_segment_audio(self, view: str | None, segment_id) -> None:
         if isinstance(segment_id, bool) or not isinstance(segment_id, int):
-            self._live.audio.count_rejected("bad-segment-id")
+            self._rejected("bad-segment-id")
             return
-        try:
-            samples, start = self.segment_audio(segment_id)
+        with self.writing():
+            if not self._in_flight.begin(view):  # this page has not received the last answer yet
+                self._rejected("segment-audio-busy")
+                return
+        try:  # read outside the lock: up to 1.9 MB from the recording's file
+            seg, samples = self._live.segment_audio(segment_id, playback.MAX_S)
         except (KeyError, RuntimeError, ValueError) as err:  # unknown id, a closed recording
-            self.send(
-                {"type": "segment-audio", "id": segment_id, "error": f"no audio for segment {segment_id} ({err})"}
-            )
+            with self.writing():
+                self._in_flight.done(view)
+                self.send(
+                    {
+                        "type": "segment-audio",
+                        "view": view,
+                        "id": segment_id,
+                        "error": f"no audio for segment {segment_id} ({err})",
+                    }
+                )
             return
-        seg = next(s for s in self._live.segments if s.get("id") == segment_id)
-        pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
-        self.send(
-            {
-                "type": "segment-audio",
-                "id": segment_id,
-                "sample_rate": 16_000,
-                "dtype": "int16",
-                "n": len(pcm),
-                "start": start,
-                "truncated": (seg["end"] - seg["start"]) > SEGMENT_AUDIO_MAX_S,
-            },
-            buffers=[pcm.tobytes()],
-        )
+        header, buffers = playback.answer(seg, samples)
+        with self.writing():
+            self.send({**header, "view": view}, buffers=buffers)
 
     def self_test(self, seconds: float = 3.0) -> None:
         """The "does my microphone work at all" check: the front end records `seconds`, plays
         them back in the browser and sends them here; `self_test_result` then holds the peak and
         RMS level and a verdict ({code, ok, peak_db, rms_db, message, hint}), shown in the widget.
         Returns at once (the widget's Test button does the same)."""
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0.5 <= seconds <= SELF_TEST_MAX_S:
-            raise ValueError(f"seconds must be between 0.5 and {SELF_TEST_MAX_S:g}, got {seconds!r}")
+        seconds = selftest.check_seconds(seconds)
         if self.recording:
             raise RuntimeError("the widget is recording: stop first, then run the self-test")
-        self.set_trait("self_test_result", {"code": "running", "message": f"Self-test: recording {seconds:g} s..."})
-        self.send({"type": "self-test", "seconds": float(seconds)})
+        self._begin_self_test(seconds, None)
+
+    def _begin_self_test(self, seconds: float, view: str | None) -> None:
+        with self.writing():
+            self._show(self_test_result=self._self_test.start(seconds))
+            self.send({"type": "self-test", "view": view, "seconds": seconds})
+
+    def _self_test_asked(self, view: str | None, seconds) -> None:
+        try:
+            seconds = selftest.check_seconds(seconds)
+        except ValueError:
+            self._rejected("bad-self-test")
+            return
+        with self.writing():
+            if self.recording:
+                self._show(status="Recording: stop first, then run the self-test.")
+            else:
+                self._begin_self_test(seconds, view)
 
     def _self_test_done(self, content: dict, buffers) -> None:
-        failed = content.get("failed")
-        if failed:
-            err = diagnose.capture_error(failed, self._env, content.get("message"))
-            self.set_trait(
-                "self_test_result",
-                {
-                    "code": "failed",
-                    "ok": False,
-                    "peak_db": None,
-                    "rms_db": None,
-                    "message": f"Self-test could not record: {err['message']}",
-                    "hint": err["hint"],
-                },
-            )
-            return
-        try:
-            raw = bytes(buffers[0]) if buffers else b""
-            x = np.frombuffer(raw[: len(raw) // 4 * 4], "<f4").astype(np.float32)
-        except (TypeError, IndexError, ValueError):
-            x = np.zeros(0, np.float32)
-        x = x[: int(SELF_TEST_MAX_S * 16_000)]
-        x = np.where(np.isfinite(x), x, 0.0).astype(np.float32)
-        self._self_test_audio = x
-        peak = float(np.max(np.abs(x))) if len(x) else 0.0
-        rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) if len(x) else 0.0
-        db = lambda v: 20 * np.log10(v) if v > 0 else -120.0  # noqa: E731
-        result = diagnose.self_test_verdict(db(peak), db(rms), len(x) / 16_000, self._env)
-        self.set_trait("self_test_result", result)
-        self.set_trait("status", result["message"])
+        with self.writing():
+            result = self._self_test.finish(content, buffers, self._env)
+            if result is None:  # no self-test was asked for
+                self._rejected("unsolicited-self-test")
+            elif result["code"] == "failed":
+                self._show(self_test_result=result)
+            else:
+                self._show(self_test_result=result, status=result["message"])
 
     def _publish_stats(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if force or now - self._stats_sent >= _STATS_INTERVAL_S:
-            self._stats_sent = now
-            self.set_trait("stats", self._live.audio.stats())
+        with self.writing():
+            now = time.monotonic()
+            if force or now - self._stats_sent >= _STATS_INTERVAL_S:
+                self._stats_sent = now
+                self._show(stats=self._live.stats())
 
     # -- Python API ----------------------------------------------------------
 
     @property
+    def session(self) -> LiveSession:
+        """The headless session this widget shows (live.py): its transcript, audio, stats."""
+        return self._live
+
+    @property
     def audio(self):
         """The session's audio so far: float32, 16 kHz, mono."""
-        return self._live.audio.recording.samples
+        return self._live.samples()
 
-    def feed(self, samples, sample_rate: int = 16_000, final: bool = False) -> None:
-        """Push audio from Python through the same path as the microphone."""
+    def feed(self, samples, sample_rate: int = SAMPLE_RATE, final: bool = False) -> None:
+        """Push audio from Python through the same path as the microphone: an array needs its
+        sample_rate (resampled to 16 kHz here), as in transcribe() and VadExplorer."""
         self._live.feed(samples, sample_rate, final)
         self._after_audio(final)
 
@@ -489,7 +481,8 @@ class Transcriber(anywidget.AnyWidget):
 
     def stop(self) -> None:
         """Ask the front end to stop recording (as the Stop button does)."""
-        self.send({"type": "stop"})
+        with self.writing():
+            self.send({"type": "stop"})
 
     def load_model(self, model: str, device: str = "auto", **options) -> None:
         """Load another model (or retry after fixing one) without losing the session.
@@ -509,11 +502,10 @@ class Transcriber(anywidget.AnyWidget):
         (for audio recorded while the model could not load). If that fails it raises and
         the transcript stays as it was."""
         segments = self._live.retranscribe()
-        self._live.replace_segments(segments)
-        with self.hold_trait_notifications():
-            self.set_trait("segments", list(segments))
-            self.set_trait("text", joined(segments))
-        self.send({"type": "transcript", "view": None, "segments": segments})
+        with self.writing():
+            self._live.replace_segments(segments)
+            self._show(segments=list(segments), text=joined(segments))
+            self.send({"type": "transcript", "view": None, "segments": segments})
         return segments
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -545,11 +537,11 @@ class Transcriber(anywidget.AnyWidget):
 
     def diagnose(self) -> diagnose.Checklist:
         """What is known about the capture path; prints as a checklist."""
-        with self._levels_lock:
+        with self.writing():
             level_hint = self._levels.hint()
         rows = diagnose.checklist(
             self._env,
-            self._live.audio.stats(),
+            self._live.stats(),
             self.error,
             self.model_state,
             self.model_info,

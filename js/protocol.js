@@ -52,19 +52,23 @@
  *   | { type: "error", code: string, name: string, message: string }
  *   | { type: "self-test-result", view: string, failed: string, message: string }
  *   | { type: "self-test-result", view: string, sample_rate: number, n: number, dtype: "float32" }
- *   | { type: "segment-audio", id: number }
+ *   | { type: "self-test", view: string, seconds: number }
+ *   | { type: "segment-audio", view: string, id: number }
+ *   | { type: "segment-audio-received", view: string }
  *   | { type: "apply-hint" }} PageMessage
  */
 
 /**
- * Kernel -> page. A `segment-audio` answer carries one int16 buffer unless it has an `error`.
+ * Kernel -> page. A `segment-audio` answer carries one int16 buffer unless it has an `error`;
+ * the page that asked says `segment-audio-received` (one answer per page is in flight).
+ * `self-test` with a view is for that page (its Test button), with null for any page.
  * @typedef {{ type: "stop" }
- *   | { type: "self-test", seconds: number }
+ *   | { type: "self-test", view: string | null, seconds: number }
  *   | { type: "started", view: string | null }
  *   | ({ type: "refused", view: string | null } & Problem)
  *   | { type: "segment", segment: Segment }
  *   | { type: "transcript", view: string | null, segments: Segment[] }
- *   | { type: "segment-audio", id: number, error?: string, sample_rate?: number }} KernelMessage
+ *   | { type: "segment-audio", view: string | null, id: number, error?: string, sample_rate?: number }} KernelMessage
  */
 
 /**

@@ -253,8 +253,13 @@ async function stop(model, s) {
  */
 function onKernelMessage(model, s, msg, buffers) {
   if (msg?.type === "stop") stop(model, s);
-  else if (msg?.type === "self-test") selfTest(model, s, Number(msg.seconds) || 3);
-  else if (msg?.type === "segment-audio") playSegment(s, msg, buffers);
+  else if (msg?.type === "self-test" && (msg.view == null || msg.view === s.viewId)) {
+    selfTest(model, s, Number(msg.seconds) || 3);
+  } else if (msg?.type === "segment-audio") {
+    // One answer per page is in flight: say it arrived, so the kernel takes the next request.
+    if (msg.view === s.viewId) send(model, { type: "segment-audio-received", view: s.viewId });
+    playSegment(s, msg, buffers);
+  }
   else if ((msg?.type === "started" || msg?.type === "refused") && msg.view === s.viewId) s.answer?.(msg);
   else if (msg?.type === "segment" && msg.segment) {
     const seg = msg.segment;
@@ -611,14 +616,15 @@ function render({ model, el }) {
   });
   ui.copy.addEventListener("click", copyAll);
   ui.errorFix.addEventListener("click", () => send(model, { type: "apply-hint" }));
-  ui.test.addEventListener("click", () => selfTest(model, s, 3));
+  // The kernel starts the test (it refuses a result nobody asked for) and answers `self-test`.
+  ui.test.addEventListener("click", () => send(model, { type: "self-test", view: s.viewId, seconds: 3 }));
   ui.transcript.addEventListener("click", (event) => {
     const target = /** @type {Partial<HTMLElement>} */ (event.target);
     const line = /** @type {HTMLElement | null | undefined} */ (target.closest?.(".fw-final[data-playable]"));
     if (!line) return;  // a second click asks again (an unanswered one never blocks)
     s.playing = Number(line.dataset.id);
     for (const v of s.views) v.markPlaying(s.playing);
-    send(model, { type: "segment-audio", id: s.playing });
+    send(model, { type: "segment-audio", view: s.viewId, id: s.playing });
   });
 
   /** @type {[string, () => void][]} */

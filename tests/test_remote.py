@@ -344,7 +344,7 @@ def test_replicas_killed_mid_session_lose_no_segment_and_keep_order(stack, audio
     assert len(expected) == 12
     w = Transcriber(server=stack.url, api_key=stack.token, ca_bundle=stack.cert, vad="fsmn-vad")
     assert w.wait(60) and w.model_state == "ready", w.model_info
-    w._live.recognizer.pipeline.partials = False
+    w.session.set_partials(False)
     a, b = stack.workers
     try:
         feed_live(w, audio, final=False)

@@ -61,7 +61,7 @@ def settled_stats(kernel, timeout_s: float = 10) -> dict:
     wait_for(lambda: kernel.eval("w.recording") is False, timeout_s, "w.recording to become False")
     previous = None
     for _ in range(int(timeout_s / 0.3)):
-        stats = kernel.eval("w._live.audio.stats()")
+        stats = kernel.eval("w.session.stats()")
         if previous is not None and stats["chunks"] == previous["chunks"]:
             return stats
         previous = stats
@@ -73,8 +73,8 @@ def latency_figures(kernel) -> dict:
     kernel.exec("import numpy as np")
     return kernel.eval(
         "(lambda a: {'n': int(len(a)), 'p50': float(np.percentile(a, 50)), 'p95': float(np.percentile(a, 95)),"
-        " 'max': float(a.max()), 'min': float(a.min())})(w._live.audio.latencies_ms())"
-        " if len(w._live.audio.latencies_ms()) else {'n': 0}",
+        " 'max': float(a.max()), 'min': float(a.min())})(w.session.latencies_ms())"
+        " if len(w.session.latencies_ms()) else {'n': 0}",
     )
 
 
@@ -249,7 +249,7 @@ def test_reload_mid_recording(lab, mic_browser, notebook):
     assert lab.session("reload.ipynb")["kernel"]["id"] == kernel_id
     assert kernel.eval("os.getpid()") == pid and kernel.eval("_fw_marker") == pid
     audio_s = kernel.eval("len(w.audio)") / RATE
-    stats = kernel.eval("w._live.audio.stats()")
+    stats = kernel.eval("w.session.stats()")
     print(f"\nbefore reload {before / RATE:.2f} s, after {audio_s:.2f} s; stats {stats}")
     assert audio_s >= 2.0 and audio_s >= before / RATE, (audio_s, before)
     assert stats["lost"] == 0 and stats["gaps"] == 0 and stats["rejected"] == 0, stats

@@ -794,7 +794,7 @@ def test_self_test(main_nb):
     wait_for(lambda: nb.page.evaluate("() => window.__fwPlayed.length") > 0, 10, "the playback")
     text = result.inner_text()
     got = kernel.eval(f"{name}.self_test_result")
-    kernel.exec(f"np.save('/tmp/fw-selftest.npy', {name}._self_test_audio)")
+    kernel.exec(f"np.save('/tmp/fw-selftest.npy', {name}._self_test.audio)")
     recorded = np.load("/tmp/fw-selftest.npy")
     buffers = played(nb.page)
     row = record(

@@ -31,7 +31,7 @@ INSTRUMENT = """
 import time as _fw_time
 _fw_log = []
 def _fw_note(kind, value):
-    _fw_log.append((kind, _fw_time.monotonic(), w._live.audio.recording.seconds, value))
+    _fw_log.append((kind, _fw_time.monotonic(), w.session.seconds(), value))
 w.observe(lambda change: _fw_note("partial", change["new"]), "partial")
 w.on_segment(lambda seg: _fw_note("segment", seg["id"]))
 """
