@@ -107,7 +107,8 @@ class Recording:
         if self.path is None:
             self._file = tempfile.TemporaryFile(prefix="funasr-widget-", buffering=0)
         else:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+            flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+            fd = os.open(self.path, flags, 0o600)
             self._file = os.fdopen(fd, "r+b", buffering=0)
         self._kept = os.fstat(self._file.fileno()).st_size // 4
         self._file.truncate(self._kept * 4)  # a sample torn by a kill

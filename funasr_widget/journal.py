@@ -59,7 +59,8 @@ _JOURNAL_MAX_BYTES = 64 * 2**20  # a day of dictation is a few MB; more is not o
 _SCAN_MAX = 1000  # entries looked at in the sessions folder
 _ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")  # UTC start time, then random: sorts by age
 _POSIX = os.name == "posix"
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # absent on Windows, which has no symlink attacks of this kind
+# Files are opened without following a link (POSIX) and without newline translation (Windows).
+_FLAGS = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
 
 
 class _Ignored(Exception):
@@ -250,7 +251,7 @@ class Journal:
             except FileExistsError:
                 continue
         folder = root / session_id
-        fd = os.open(folder / JOURNAL, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | _NOFOLLOW, 0o600)
+        fd = os.open(folder / JOURNAL, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | _FLAGS, 0o600)
         _lock(fd)
         meta = {
             "format": FORMAT,
@@ -324,7 +325,7 @@ class Journal:
         tmp = self.folder / _META_TMP
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FLAGS, 0o600)
         try:
             _write_all(fd, json.dumps(self._meta).encode())
             os.fsync(fd)
@@ -369,6 +370,8 @@ def check(autosave: object, resume: object) -> None:
         )
     if resume is not None and not autosave:
         raise ValueError("resume= goes on writing into the saved session, so it needs autosave=True")
+    if autosave:
+        _root(create=False)  # a sessions folder that is not private is refused now, before anything starts
 
 
 # -- files, read as untrusted input ---------------------------------------------------------
@@ -418,7 +421,7 @@ def _check_private(folder: Path) -> None:
 
 def _open_private(path: Path, flags: int) -> int:
     """A file descriptor for a regular file that is ours; links are not followed."""
-    fd = os.open(path, flags | _NOFOLLOW, 0o600)
+    fd = os.open(path, flags | _FLAGS, 0o600)
     st = os.fstat(fd)
     why = "not a regular file" if not stat.S_ISREG(st.st_mode) else _not_private(st)
     if why:
@@ -474,7 +477,7 @@ def _remove(folder: Path) -> bool:
     """Delete a session folder's files and the folder; False when it is in use. Files this
     package does not write are left, and the folder with them."""
     try:
-        fd = os.open(folder / JOURNAL, os.O_RDONLY | _NOFOLLOW)
+        fd = os.open(folder / JOURNAL, os.O_RDONLY | _FLAGS)
     except FileNotFoundError:
         fd = -1
     try:

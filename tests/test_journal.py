@@ -356,6 +356,9 @@ def test_a_sessions_folder_others_can_write_to_is_refused(store):
     assert err.value.code == "sessions-unsafe" and "FUNASR_WIDGET_SESSIONS" in err.value.hint
     with pytest.raises(FunasrWidgetError, match="autosave=False"):
         LiveSession(None, "energy")
+    with pytest.raises(FunasrWidgetError, match="open to other users"):
+        Transcriber(model=None, vad="energy")  # refused before the widget opens a comm
+    assert len(list(store.iterdir())) == 1  # nothing was started
     store.chmod(0o700)
     assert len(sessions()) == 1
 
