@@ -9,22 +9,30 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from . import models
 from .errors import FunasrWidgetError, MissingDependencyError, ModelLoadError, RecognitionError
 
 if TYPE_CHECKING:
+    from . import models
     from .explorer import VadExplorer
     from .journal import sessions
     from .live import transcribe
     from .transcriber import Transcriber
 
-# public name -> the module that defines it, imported when the name is first used
-_LAZY = {"Transcriber": ".transcriber", "VadExplorer": ".explorer", "transcribe": ".live", "sessions": ".journal"}
+# public name -> the module that defines it (None: the name is a module), imported when the
+# name is first used
+_LAZY = {
+    "Transcriber": ".transcriber",
+    "VadExplorer": ".explorer",
+    "transcribe": ".live",
+    "sessions": ".journal",
+    "models": None,
+}
 
 
 def __getattr__(name: str):
     if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        module = importlib.import_module(_LAZY[name] or f".{name}", __name__)
+        value = module if _LAZY[name] is None else getattr(module, name)
         globals()[name] = value  # the next lookup is a plain attribute
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

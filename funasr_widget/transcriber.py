@@ -150,12 +150,9 @@ class Transcriber(OneWriter, anywidget.AnyWidget):
     @t.validate(*DEFAULTS)
     def _valid_knob(self, proposal):
         try:
-            value = check_params(**{proposal.trait.name: proposal.value})[proposal.trait.name]
+            return check_params(**{proposal.trait.name: proposal.value})[proposal.trait.name]
         except (TypeError, ValueError) as err:
             raise t.TraitError(str(err)) from None
-        if value is None and self.vad:  # the backend's own, shown as the number it is
-            return own_threshold(self.vad)
-        return value
 
     @t.validate("device_id")
     def _valid_device_id(self, proposal):
@@ -226,6 +223,10 @@ class Transcriber(OneWriter, anywidget.AnyWidget):
         # threads, the later observer may run first. So the session gets the value the
         # trait holds now, never change["new"], and the last call leaves them equal.
         name = change["name"]
+        own = own_threshold(self.vad) if name == "speech_threshold" and self.speech_threshold is None else None
+        if own is not None:  # None is the backend's own: shown as the number it stands for
+            self.speech_threshold = own  # (a None skips validation, so it is set here)
+            return
         with self.writing():
             value = getattr(self, name)
             self._live.set_vad_params(**{name: value})

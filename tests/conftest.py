@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -37,8 +38,16 @@ def model_store(request, tmp_path_factory) -> Path:
     for name, build in samples.BUILDERS.items():
         folder = root / name
         if not (folder / "model.pt").is_file():
-            shutil.rmtree(folder, ignore_errors=True)
-            build(folder)
+            # Built aside, then renamed: another pytest process may be building the same store.
+            work = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+            build(work / name)
+            try:
+                (work / name).rename(folder)
+            except OSError:  # built by the other process first (or a broken one left there)
+                if not (folder / "model.pt").is_file():
+                    shutil.rmtree(folder, ignore_errors=True)
+                    (work / name).rename(folder)
+            shutil.rmtree(work, ignore_errors=True)
     return root
 
 
