@@ -168,13 +168,13 @@ def test_model_info_says_which_runtime_which_file_and_why(onnx_models):
 
 def test_a_kernel_without_torch_or_funasr_transcribes(onnx_store, speech):
     """A fresh process where torch and funasr cannot be imported: runtime 'auto' runs the ASR
-    and FSMN-VAD on onnxruntime, live and offline, and says why."""
+    and FSMN-VAD on onnxruntime, live and offline, and says why; the VAD explorer runs too."""
     code = (
         WITHOUT_TORCH
         + f"""
 from pathlib import Path
 import numpy as np
-from funasr_widget import Transcriber, models, samples, transcribe
+from funasr_widget import Transcriber, VadExplorer, models, samples, transcribe
 models.set_models_dir(Path({str(onnx_store)!r}))
 speech = samples.speech()
 offline = transcribe(speech.samples, 16000, model="sensevoice-small", vad="fsmn-vad")
@@ -189,6 +189,9 @@ assert widget.segments == offline, (widget.segments, offline)
 runtime = widget.model_info["runtime"]
 assert runtime["runtime"] == "onnx" and runtime["reason"] == "torch or funasr is not installed", runtime
 assert widget.vad == "fsmn-vad", widget.vad  # not the energy fallback
+explorer = VadExplorer(speech.samples, 16000, vad="fsmn-vad", compare="energy")
+regions = explorer.segment()
+assert len(regions) == len(speech.intervals_ms), regions
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "funasr"))
 assert not heavy, heavy
 print("ok", len(offline))
@@ -309,3 +312,15 @@ def test_fetch_onnx_says_what_to_run_when_the_hub_has_none(tmp_path, monkeypatch
     with pytest.raises(ModelLoadError) as err:
         models.fetch("sensevoice-small", runtime="onnx")
     assert "iic/SenseVoiceSmall-onnx" in err.value.hint and "export" in err.value.hint
+
+
+def test_the_explorer_on_onnxruntime_finds_funasrs_regions(onnx_models, speech, monkeypatch):
+    """Where funasr is not installed, FSMN-VAD (and so the explorer) runs on onnxruntime."""
+    from funasr_widget import VadExplorer, vad
+    from funasr_widget.vad.fsmn_onnx import FsmnOnnxVad
+
+    with_funasr = VadExplorer(speech.samples, 16000, vad="fsmn-vad", end_silence_ms=500)
+    monkeypatch.setattr(vad, "installed", lambda *modules: False)
+    assert isinstance(vad.create_vad("fsmn-vad"), FsmnOnnxVad)
+    without = VadExplorer(speech.samples, 16000, vad="fsmn-vad", end_silence_ms=500)
+    assert without.regions == with_funasr.regions and len(without.regions) == len(speech.intervals_ms)

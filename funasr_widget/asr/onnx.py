@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import _cache, _torch
-from ..dependencies import install_hint, require
+from ..dependencies import install_hint, installed, require
 from ..errors import ModelLoadError
 from ..frontend import Frontend, read_config
 from ..onnx_session import check_inputs, export_command, open_session
@@ -63,12 +63,7 @@ def export_file(folder: Path) -> str | None:
 
 def torch_installed() -> bool:
     """Can this kernel run the torch engines (torch and funasr importable)?"""
-    import importlib.util
-
-    try:
-        return all(importlib.util.find_spec(name) is not None for name in ("torch", "funasr"))
-    except (ImportError, ValueError):  # a broken or blocked install counts as none
-        return False
+    return installed("torch", "funasr")
 
 
 def choose(runtime: str, folder: Path, architecture: str) -> Choice:

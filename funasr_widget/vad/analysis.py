@@ -20,6 +20,7 @@ import numpy as np
 
 from . import create_vad, fsmn_rules
 from .base import SAMPLES_PER_MS, BaseVad
+from .fsmn_onnx import FsmnOnnxVad
 
 Region = tuple[int, int]  # (start_ms, end_ms)
 
@@ -101,6 +102,8 @@ def _fsmn_scores(samples: np.ndarray):
     """Run the real FsmnVad over the recording once, catching its network's output: the
     silence probability of each 10 ms frame. Returns those and the model's options."""
     vad = create_vad("fsmn-vad")
+    if isinstance(vad, FsmnOnnxVad):  # no funasr here: the same network on onnxruntime
+        return vad.silence_scores(samples)
     model = vad._shared.auto.model
     me, chunks = threading.get_ident(), []
 

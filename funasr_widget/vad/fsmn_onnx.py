@@ -87,16 +87,7 @@ class FsmnOnnxVad(BaseVad):
         self._fed = 0
 
     def accept(self, samples: np.ndarray, final: bool = False) -> list[VadEvent]:
-        samples = np.asarray(samples, np.float32).ravel()
-        self._fbank.accept_waveform(SAMPLE_RATE, samples * 32768.0)  # funasr scales to 16-bit levels
-        self._fed += len(samples)
-        ready = self._fbank.num_frames_ready
-        # copies: get_frame gives a view of memory that pop() frees
-        new = [np.array(self._fbank.get_frame(i), np.float32) for i in range(self._read, ready)]
-        if ready > self._read:
-            self._fbank.pop(ready - self._read)
-        self._read = ready
-        silence = self._score(self._splice(new, final))
+        silence = self._silence(samples, final)
         p = self.params
         origin = self._offset // SAMPLES_PER_MS
         for kind, ms in self._decisions.push(
@@ -107,6 +98,28 @@ class FsmnOnnxVad(BaseVad):
             self._offset += self._fed
             self._new_stream()
         return self._take_events()
+
+    def _silence(self, samples: np.ndarray, final: bool) -> np.ndarray:
+        """The silence probability of each new 10 ms frame these samples complete."""
+        samples = np.asarray(samples, np.float32).ravel()
+        self._fbank.accept_waveform(SAMPLE_RATE, samples * 32768.0)  # funasr scales to 16-bit levels
+        self._fed += len(samples)
+        ready = self._fbank.num_frames_ready
+        # copies: get_frame gives a view of memory that pop() frees
+        new = [np.array(self._fbank.get_frame(i), np.float32) for i in range(self._read, ready)]
+        if ready > self._read:
+            self._fbank.pop(ready - self._read)
+        self._read = ready
+        return self._score(self._splice(new, final))
+
+    def silence_scores(self, samples: np.ndarray) -> tuple[np.ndarray, SimpleNamespace]:
+        """A whole recording's silence probability per 10 ms frame, and the model's decision
+        options: what the VAD explorer replays its knobs over (vad/analysis.py)."""
+        self._new_stream()
+        try:
+            return self._silence(samples, True), self._model.opts
+        finally:
+            self._new_stream()
 
     def _splice(self, new: list[np.ndarray], final: bool) -> np.ndarray:
         """LFR frames for the fbank frames so far: frame i is frames i-2..i+2 side by side
