@@ -508,7 +508,7 @@ def _checklist(
     rows.append(
         Check(
             "model",
-            {"ready": True, "error": False}.get(state) if not model_info.get("stalled") else False,
+            {"ready": True, "error": False}.get(state or "") if not model_info.get("stalled") else False,
             _text(
                 f"{_text(model_state, 40)}: "
                 + _text(model_info.get("message") or model_info.get("name") or "")

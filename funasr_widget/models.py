@@ -21,6 +21,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import _cache
 from .dependencies import require
@@ -200,8 +201,8 @@ def reachable(timeout: float = 3.0) -> bool:
 
 def _download(hub_id: str, dest: Path, progress: Progress) -> None:
     """Download a ModelScope repository into ``dest``, reporting bytes as they arrive."""
-    ProgressCallback = require("modelscope.hub.callback", "asr", "Downloading a model").ProgressCallback
-    snapshot_download = require("modelscope.hub.snapshot_download", "asr", "Downloading a model").snapshot_download
+    ProgressCallback: Any = require("modelscope.hub.callback", "asr", "Downloading a model").ProgressCallback
+    hub = require("modelscope.hub.snapshot_download", "asr", "Downloading a model")
 
     sizes: dict[str, int] = {}
     done: dict[str, int] = {}
@@ -219,7 +220,7 @@ def _download(hub_id: str, dest: Path, progress: Progress) -> None:
                 fraction = sum(done.values()) / max(sum(sizes.values()), 1)
             progress(min(fraction, 1.0), f"downloading {self.filename}")
 
-    snapshot_download(hub_id, local_dir=str(dest), progress_callbacks=[Report])
+    hub.snapshot_download(hub_id, local_dir=str(dest), progress_callbacks=[Report])
 
 
 def loaded() -> list[str]:

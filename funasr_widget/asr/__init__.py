@@ -21,7 +21,7 @@ from ..errors import ModelLoadError
 from ..keywords import OPTION, check_names
 from ..models import Progress
 from . import nano, onnx, remote
-from .base import LoadedModel
+from .base import Decoder, LoadedModel
 from .device import load_with_fallback
 from .segment import SegmentEngine
 from .streaming import StreamingEngine
@@ -131,9 +131,7 @@ def check_model(model) -> None:
         )
 
 
-def load_engine(
-    model: str, device: str = "auto", progress: Progress | None = None, **options
-) -> SegmentEngine | StreamingEngine:
+def load_engine(model: str, device: str = "auto", progress: Progress | None = None, **options) -> Decoder:
     """Load (or download, then load) an ASR model. ``model``: a name from
     ``funasr_widget.models``, a hub id, or a model folder. ``options``: see OPTIONS.
 
@@ -198,7 +196,7 @@ def _load(
     spec = models.spec(model)
     name = spec.name if spec else path.name
     arch = architecture(path)
-    extra = {}
+    extra: dict[str, object] = {}
     if not _torch.registered(arch):
         code = sorted(p.name for p in path.glob("*.py"))
         if not code:

@@ -10,10 +10,16 @@ Three backends behind one small interface (:class:`Vad`):
 from __future__ import annotations
 
 import difflib
+from typing import TYPE_CHECKING
 
 from .._constants import KNOBS
 from ..dependencies import installed
-from .base import DEFAULTS, BaseVad, Vad, VadEvent, accepted, check_params
+from .base import DEFAULTS, Vad, VadEvent, accepted, check_params
+
+if TYPE_CHECKING:
+    from .energy import EnergyVad
+    from .fsmn import FsmnVad
+    from .silero import SileroVad
 
 NAMES = ("fsmn-vad", "silero", "energy")
 RUNTIMES = ("funasr", "onnx", "auto")  # fsmn-vad's
@@ -57,7 +63,7 @@ def create_vad(name: str = "fsmn-vad", **params) -> Vad:
     return _backend(name)(**params)
 
 
-def _backend(name: str) -> type[BaseVad]:
+def _backend(name: str) -> type[FsmnVad | SileroVad | EnergyVad]:
     """The class of a backend, imported on first use (none imports its model here)."""
     if name == "fsmn-vad":
         from .fsmn import FsmnVad
