@@ -106,22 +106,31 @@ CHILD = textwrap.dedent(
 def test_a_killed_kernel_loses_no_final_segment_and_no_written_audio(store, model_store, speech, tmp_path):
     np.save(tmp_path / "speech.npy", speech.samples)
     env = {**os.environ, "FUNASR_WIDGET_MODELS": str(model_store), "FUNASR_WIDGET_SESSIONS": str(store)}
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(tmp_path / "speech.npy")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
+    with open(tmp_path / "stderr.txt", "w") as errors:  # the child keeps its own handle
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(tmp_path / "speech.npy")],
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+            env=env,
+        )
     lines: queue.Queue = queue.Queue()
-    reader = threading.Thread(target=lambda: [lines.put(line) for line in child.stdout] + [lines.put(None)])
+
+    def read() -> None:
+        for line in child.stdout:
+            lines.put(line)
+        lines.put(None)  # the child is gone
+
+    reader = threading.Thread(target=read)
     reader.start()
     seen, finals = [], 0
     try:
         deadline = time.monotonic() + 800
         while finals < 3:  # three finals reported: the fourth sentence is being spoken
             line = lines.get(timeout=max(deadline - time.monotonic(), 0.1))
-            assert line is not None and not line.startswith(("failed", "end")), f"the child stopped: {seen[-3:]}"
+            if line is None or line.startswith(("failed", "end")):
+                said = (tmp_path / "stderr.txt").read_text()[-2000:]
+                pytest.fail(f"the child stopped before three finals: {seen[-3:]} {line}\n{said}")
             seen.append(line)
             finals += line.startswith("final ")
     finally:
