@@ -51,7 +51,8 @@ def check_names(
         kind = next((k for k, names in tables.items() if name in names), None)
         if kind is not None:
             raise TypeError(f"{where} does not take {kind}s such as {name!r}. {hint}".strip())
-        everywhere = {n: k for k, names in tables.items() for n in names} | {n: "keyword" for n in own_names}
+        own = {n: f"keyword of {where}" for n in own_names}
+        everywhere = {n: k for k, names in tables.items() for n in names} | own
         close = difflib.get_close_matches(str(name), everywhere, 1, cutoff=0.6)
         guess = f": did you mean {close[0]!r} (a {everywhere[close[0]]})?" if close else "."
         listing = "; ".join(
