@@ -217,7 +217,7 @@ class VadExplorer(OneWriter, anywidget.AnyWidget):
                     self._wake.wait()
                 if self._closed:
                     return
-                request, self._pending = self._pending, None
+                request, self._pending = self._pending or {}, None
             with self._lock:
                 try:
                     self._quiet = True  # segment once for all the traits set here

@@ -108,20 +108,25 @@ class LevelWatch:
     def hint(self) -> dict | None:
         return self._finding
 
+    def _current(self) -> float:
+        """The knob a finding is about, as in use (speech_threshold None: the backend's own)."""
+        if self.vad == "energy":
+            return float(self.params.get("energy_threshold_db", -45.0))
+        given = self.params.get("speech_threshold")
+        return float(given) if given is not None else (0.5 if self.vad == "silero" else 0.6)
+
     def _too_high(self) -> dict:
         from .diagnose import threshold_hint
 
         heard = _percentile(self._loud, 50)
         peak = max(self._loud)
         floor = self._floor if self._floor is not None else -120.0
+        current = self._current()
         if self.vad == "energy":
-            current = float(self.params.get("energy_threshold_db", -45.0))
             # Half-way between the floor and the voice: above the room, below the words.
             suggested = round(max(floor + 6.0, min((floor + heard) / 2, heard - 6.0)))
             fix = {"energy_threshold_db": float(max(-120.0, min(0.0, suggested)))}
         else:
-            current = self.params.get("speech_threshold")
-            current = float(current) if current is not None else (0.5 if self.vad == "silero" else 0.6)
             fix = {"speech_threshold": round(max(0.05, min(current / 2, current - 0.2)), 2)}
         return threshold_hint(
             "threshold-too-high",
@@ -139,12 +144,10 @@ class LevelWatch:
 
         floor = self._floor if self._floor is not None else -120.0
         limit = float(self.params.get("max_segment_s") or 30.0)
+        current = self._current()
         if self.vad == "energy":
-            current = float(self.params.get("energy_threshold_db", -45.0))
             fix = {"energy_threshold_db": float(min(0.0, round(max(current, floor) + 6.0)))}
         else:
-            current = self.params.get("speech_threshold")
-            current = float(current) if current is not None else (0.5 if self.vad == "silero" else 0.6)
             fix = {"speech_threshold": round(min(0.95, current + (1.0 - current) / 2), 2)}
         return threshold_hint(
             "vad-never-closes",

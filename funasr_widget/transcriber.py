@@ -63,7 +63,8 @@ _BEHIND = "Transcribing:"
 class Transcriber(OneWriter, anywidget.AnyWidget):
     _esm = bundle("widget.js")
     _css = bundle("widget.css")
-    _live: LiveSession | None = None
+    # Set in __init__ once every argument is checked; None (the class's) when they were refused.
+    _live: LiveSession = None  # type: ignore[assignment]
     PAGE_WRITABLE = frozenset({"recording", "device_id", *DEFAULTS})
 
     status = t.Unicode("Press Record to start.", read_only=True).tag(sync=True)
@@ -75,7 +76,7 @@ class Transcriber(OneWriter, anywidget.AnyWidget):
     model_state = t.Unicode("none", read_only=True).tag(sync=True)  # none | loading | ready | error
     model_info = t.Dict(read_only=True).tag(sync=True)  # {name, device, message, hint, progress}
     partial = t.Unicode("", read_only=True).tag(sync=True)
-    segments = t.List(read_only=True)  # Python only: the front end gets `segment` messages
+    segments: t.List = t.List(read_only=True)  # Python only: the front end gets `segment` messages
     text = t.Unicode("", read_only=True)
 
     self_test_result = t.Dict(read_only=True).tag(sync=True)  # {code, ok, peak_db, rms_db, message, hint}
@@ -275,7 +276,7 @@ class Transcriber(OneWriter, anywidget.AnyWidget):
         elif kind == "self-test-result":
             self._self_test_done(content, buffers)
         elif kind == "error":
-            error = diagnose.capture_error(content.get("code"), self._env, content.get("message"))
+            error = diagnose.capture_error(content.get("code", ""), self._env, content.get("message", ""))
             self._show(error=error, status=error["message"])
         else:
             self._rejected("unknown-type")

@@ -39,14 +39,14 @@ class OneWriter:
         # Runs before any trait is set, the constructor's included.
         self._writer_lock = threading.RLock()
         self._writer_local = threading.local()
-        super().setup_instance(*args, **kwargs)  # type: ignore[misc]
+        super().setup_instance(*args, **kwargs)
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:
         """Hold the widget's lock: writes and messages inside are one step for other threads.
         Re-entrant; the page hears of the changes, and observers run, when the outermost ends."""
         local = self._writer_local
-        held = None
+        held: list | None = None
         try:
             with self._writer_lock:
                 if getattr(local, "held", None) is None:
@@ -80,7 +80,7 @@ class OneWriter:
         failed = None
         for change in changes:
             try:
-                t.HasTraits.notify_change(self, change)  # type: ignore[arg-type]  # the page has it already
+                t.HasTraits.notify_change(self, change)  # observers only: the page has it already
             except Exception as err:
                 failed = failed or err
         if failed is not None:

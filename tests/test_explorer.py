@@ -401,3 +401,34 @@ def test_clicking_a_region_selects_it_and_sends_its_samples(speech, explorers, s
     count = len(sent)
     ex._on_message(ex, {"type": "play", "index": 99}, [])  # stale index: nothing happens
     assert len(sent) == count and ex.selected["index"] == 0
+
+
+def test_the_page_sets_no_trait_and_writers_on_three_threads_leave_regions_matching_params(speech, explorers, sent):
+    import threading
+
+    ex = explorers(speech.samples, RATE)
+    before = (ex.regions, ex.vad, ex.params)
+    state = {"regions": [], "vad": "silero", "params": {"end_silence_ms": 100}}
+    ex._handle_msg({"content": {"data": {"method": "update", "state": state, "buffer_paths": []}}, "buffers": []})
+    assert (ex.regions, ex.vad, ex.params) == before and "Ignored an update" in ex.status
+
+    def notebook():
+        for silence in [300, 600, 900, 1200] * 3:
+            ex.params = {"end_silence_ms": silence}
+
+    def page():
+        for i in range(40):
+            ex._on_message(ex, {"type": "zoom", "start": i * 0.05, "end": i * 0.05 + 1, "bins": 100}, [])
+            ex._on_message(ex, {"type": "play", "index": 0}, [])
+            ex._on_message(ex, {"type": "set", "seq": i, "params": {"end_silence_ms": 400 + 10 * i}}, [])
+
+    threads = [threading.Thread(target=notebook), threading.Thread(target=page)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    wait_until(lambda: ex._pending is None, 60)
+    with ex._lock:  # the worker's last request done: what is shown is what these params give
+        shown = list(ex.regions)
+        assert ex.segment() == shown
+    assert all(m["type"] != "audio" or m["index"] == 0 for m, _ in sent)
