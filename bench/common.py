@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,6 +17,9 @@ from funasr_widget.samples import Speech, speech
 from . import models as bench_models
 
 RATE = 16_000
+# The benchmark's widgets (and the notebooks it starts) save their sessions here, not in the
+# user's own sessions folder (an hour-long memory run is 230 MB of audio).
+os.environ.setdefault("FUNASR_WIDGET_SESSIONS", tempfile.mkdtemp(prefix="funasr-widget-bench-"))
 END_SILENCE_MS = 700  # the widget's default (funasr_widget.recognizer.VAD_DEFAULTS)
 
 # Ten sentences of different lengths: the recognition set (spoken by espeak-ng).

@@ -11,8 +11,8 @@ One private folder per session (0700, files 0600) under `sessions_dir()`:
     <id>/audio.f32        the recording: float32 little-endian samples at 16 kHz, appended
                           as chunks arrive (audio.Recording), fsynced with each segment
 
-The newest KEEP_SESSIONS sessions are kept, and none last written more than KEEP_DAYS days
-ago: older ones are deleted when a new session starts, never one still in use (its
+The newest KEEP_SESSIONS sessions are kept, none last written more than KEEP_DAYS days ago,
+and no more than KEEP_BYTES in all (an hour of audio is 230 MB): older ones are deleted when a new session starts, never one still in use (its
 journal is locked while a session writes it). What is on disk is untrusted input: a folder
 someone else could write to, odd names and oversized or corrupt files are ignored with a
 warning, and every read is bounded.
@@ -50,6 +50,7 @@ except ImportError:  # Windows: an open file cannot be deleted, which guards it 
 SESSIONS_ENV = "FUNASR_WIDGET_SESSIONS"
 KEEP_SESSIONS = 20
 KEEP_DAYS = 30
+KEEP_BYTES = 2 * 2**30
 FORMAT = 1
 META, JOURNAL, AUDIO = "session.json", "segments.jsonl", "audio.f32"
 _META_TMP = META + ".tmp"
@@ -265,7 +266,7 @@ class Journal:
         journal = cls(folder, meta, fd)
         journal._write_meta()
         _fsync_dir(root)
-        prune(root)
+        prune(root, KEEP_SESSIONS, KEEP_DAYS, KEEP_BYTES)
         return journal
 
     @classmethod
@@ -335,9 +336,10 @@ class Journal:
         _fsync_dir(self.folder)
 
 
-def prune(root: Path, keep: int = KEEP_SESSIONS, days: float = KEEP_DAYS) -> list[str]:
-    """Delete sessions beyond the newest `keep` or last written more than `days` ago,
-    except those in use and folders that are not plainly ours; returns the ids deleted."""
+def prune(root: Path, keep: int, days: float, max_bytes: int) -> list[str]:
+    """Delete sessions beyond the newest `keep`, last written more than `days` ago, or past
+    `max_bytes` counted from the newest, except those in use and folders that are not plainly
+    ours; returns the ids deleted."""
     with os.scandir(root) as entries:
         names = [e.name for e in itertools.islice(entries, _SCAN_MAX) if _ID.fullmatch(e.name)]
     found = []
@@ -349,9 +351,11 @@ def prune(root: Path, keep: int = KEEP_SESSIONS, days: float = KEEP_DAYS) -> lis
             continue  # not plainly ours, half made or gone: never deleted (sessions() warns)
     cutoff = time.time() - days * 86400
     deleted = []
+    total = 0
     for rank, (_, name) in enumerate(sorted(found, reverse=True)):
         try:
-            if rank < keep and _last_written(root / name) >= cutoff:
+            total += _size(root / name)
+            if rank < keep and _last_written(root / name) >= cutoff and total <= max_bytes:
                 continue
             if _remove(root / name):
                 deleted.append(name)
@@ -473,6 +477,10 @@ def _last_written(folder: Path) -> float:
     return max(times)
 
 
+def _size(folder: Path) -> int:
+    return sum(os.lstat(folder / name).st_size for name in _FILES if os.path.lexists(folder / name))
+
+
 def _remove(folder: Path) -> bool:
     """Delete a session folder's files and the folder; False when it is in use. Files this
     package does not write are left, and the folder with them."""
@@ -521,4 +529,14 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-__all__ = ["KEEP_DAYS", "KEEP_SESSIONS", "SESSIONS_ENV", "Journal", "SavedSession", "check", "sessions", "sessions_dir"]
+__all__ = [
+    "KEEP_BYTES",
+    "KEEP_DAYS",
+    "KEEP_SESSIONS",
+    "SESSIONS_ENV",
+    "Journal",
+    "SavedSession",
+    "check",
+    "sessions",
+    "sessions_dir",
+]

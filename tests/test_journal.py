@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 import pytest
 
-from funasr_widget import FunasrWidgetError, Transcriber, sessions, transcribe
+from funasr_widget import FunasrWidgetError, Transcriber, journal, sessions, transcribe
 from funasr_widget.journal import AUDIO, JOURNAL, KEEP_SESSIONS, META, sessions_dir
 from funasr_widget.live import LiveSession
 
@@ -351,6 +351,15 @@ def test_retention_keeps_the_newest_sessions_and_never_the_one_in_use(store):
     assert set(made[2:-1]) <= kept
     assert listed[-1].id not in made and not listed[-1].complete  # the one in use, kept
     finish(in_use)
+
+
+@posix_only
+def test_retention_bounds_the_bytes_kept_counting_from_the_newest(store, monkeypatch):
+    made = [saved_one(np.zeros(10 * CHUNK, np.float32)).id for _ in range(4)]
+    one = sum(f.stat().st_size for f in sessions()[0].path.iterdir())
+    monkeypatch.setattr(journal, "KEEP_BYTES", int(1.5 * one))  # room for the new one and one more
+    newest = saved_one(np.zeros(10 * CHUNK, np.float32)).id  # a new session starts: pruned by size
+    assert [s.id for s in sessions()] == [newest, made[-1]]
 
 
 # -- what is not plainly ours is refused or ignored, and never deleted ---------------------
