@@ -34,12 +34,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._constants import BLOCK, SAMPLE_RATE
 from .asr.base import EngineUnavailable
 from .events import Backlog, Emit, Final, Lag, Partial, Problem
 from .vad.base import VadEvent
 
-SAMPLE_RATE = 16_000
-BLOCK = 1600  # 100 ms
 HISTORY_S = 5.0  # audio kept before a segment opens: VAD start events look back in time
 MAX_BATCH_S = 10.0  # queued audio taken in one step when behind
 RETRY_FIRST_S, RETRY_MAX_S = 1.0, 30.0  # backoff for an unavailable engine: doubles up to the cap
