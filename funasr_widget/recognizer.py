@@ -140,7 +140,7 @@ class Recognizer:
                 info.update(name=name, server=server, device="remote")
             else:
                 # onnxruntime runs on the CPU: no torch import to find a GPU (asr/onnx.py)
-                on_cpu = device == "auto" and (options.get("runtime") == "onnx" or not torch_installed())
+                on_cpu = device == "cpu" or device == "auto" and (options.get("runtime") == "onnx" or not torch_installed())
                 device = "cpu" if on_cpu else resolve_device(device)
                 name = default_model(device) if model == "auto" else str(model)
                 info.update(name=name, device=device)

@@ -177,7 +177,7 @@ import numpy as np
 from funasr_widget import Transcriber, VadExplorer, models, samples, transcribe
 models.set_models_dir(Path({str(onnx_store)!r}))
 speech = samples.speech()
-offline = transcribe(speech.samples, 16000, model="sensevoice-small", vad="fsmn-vad")
+offline = transcribe(speech.samples, 16000, model="sensevoice-small", vad="fsmn-vad", device="cpu")
 assert len(offline) == len(speech.intervals_ms) and all(s["text"] for s in offline), offline
 widget = Transcriber(model="sensevoice-small", vad="fsmn-vad")
 for i in range(0, len(speech.samples), 1600):
