@@ -166,6 +166,10 @@ def main_nb(lab, browsers, model_store, tmp_path_factory):
     data = (broken / "model.pt").read_bytes()
     (broken / "model.pt").write_bytes(data[: len(data) // 3])  # an interrupted download
     missing = tmp_path_factory.mktemp("nomodels") / "sensevoice-small"
+    bad_onnx = tmp_path_factory.mktemp("badonnx") / "sensevoice-small"  # runtime='onnx' (asr/onnx.py)
+    shutil.copytree(model_store / "sensevoice-small", bad_onnx)
+    graph = (model_store / "fsmn-vad" / "model.onnx").read_bytes()
+    (bad_onnx / "model.onnx").write_bytes(graph[: len(graph) // 2])  # an interrupted export or download
     cells = [SETUP]
     index = {}
     for name, args in [
@@ -181,6 +185,7 @@ def main_nb(lab, browsers, model_store, tmp_path_factory):
         ("w_missing", f"model={str(missing)!r}, vad='energy', device='cpu'"),
         ("w_stall", f"model={str(model_store / 'sensevoice-small')!r}, vad='energy', device='cpu'"),
         ("w_corrupt", f"model={str(broken)!r}, vad='energy', device='cpu'"),
+        ("w_badonnx", f"model={str(bad_onnx)!r}, vad='energy', device='cpu', runtime='onnx'"),
         ("w_nofunasr", None),
         ("w_oom", None),
         ("w_cudainit", None),
@@ -740,6 +745,17 @@ def test_corrupt_weights(main_nb):
     )
 
 
+def test_corrupt_onnx(main_nb):
+    _model_case(
+        main_nb,
+        "w_badonnx",
+        "corrupt-onnx",
+        "weights-corrupt",
+        "model.onnx is truncated, with runtime='onnx' (an interrupted export or download)",
+        "python -m funasr_widget.models export",
+    )
+
+
 def test_funasr_not_installed(main_nb):
     _model_case(
         main_nb,
@@ -880,6 +896,7 @@ ORDER = [
     "model-folder-missing",
     "load-stalled",
     "corrupt-weights",
+    "corrupt-onnx",
     "self-test",
     "segment-playback",
 ]
