@@ -150,6 +150,7 @@ def load_engine(model: str, device: str = "auto", progress: Progress | None = No
     wants_onnx = runtime == "onnx" or runtime == "auto" and not onnx.torch_installed()
     path = models.fetch(str(model), progress, runtime="onnx" if wants_onnx else "torch")
     choice = onnx.choose(runtime, path, architecture(path))
+    engine: Decoder
     if choice.runtime == "onnx":  # onnxruntime, without torch (asr/onnx.py)
         if device not in ("auto", "cpu"):
             raise ModelLoadError(f"runtime='onnx' runs on the CPU, not {device!r}.", "Use device='cpu'.")
