@@ -40,6 +40,7 @@ class LiveSession:
         *,
         max_seconds: float = 3600.0,
         partials: bool = True,
+        speculative_final: bool = True,
         vad_params: dict | None = None,
         listener: Listener | None = None,
         autosave: bool = True,
@@ -49,7 +50,11 @@ class LiveSession:
         """`listener` gets every event, from the first (subscribed before any thread starts).
         `autosave`: journal each final segment and keep the recording on disk (journal.py);
         `resume`: a saved session (funasr_widget.sessions()) to go on with: its segments come
-        first, new audio is appended to its recording and new segment ids follow its own."""
+        first, new audio is appended to its recording and new segment ids follow its own.
+        `speculative_final`: decode a segment during its end silence, as the VAD will close it,
+        so its final comes as the VAD closes it (decoding.py); False decodes after the close."""
+        if not isinstance(speculative_final, bool):
+            raise TypeError(f"speculative_final must be True or False, got {speculative_final!r}")
         self.check(model, vad, device, max_seconds, vad_params or {}, options, autosave=autosave, resume=resume)
         if resume is not None:
             self._journal: Journal | None = Journal.reopen(resume, max_seconds)
@@ -64,7 +69,15 @@ class LiveSession:
         self._callbacks: list[Callable[[dict], None]] = []
         self._closed = False
         self.recognizer = Recognizer(
-            model, vad, device, vad_params or {}, self._on_event, partials=partials, on_close=self._release, **options
+            model,
+            vad,
+            device,
+            vad_params or {},
+            self._on_event,
+            partials=partials,
+            speculative=speculative_final,
+            on_close=self._release,
+            **options,
         )
         self.vad_name = self.recognizer.vad_name
         self.audio = AudioSession(
@@ -153,8 +166,10 @@ class LiveSession:
     # -- audio in ----------------------------------------------------------------------
 
     def feed(self, samples, sample_rate: int = SAMPLE_RATE, final: bool = False) -> None:
-        """Audio from Python, through the same path as the microphone's chunks."""
+        """Audio from Python, through the same path as the microphone's chunks. Waits while the
+        recognition worker is far behind (its queue is bounded: pipeline.MAX_QUEUE_S)."""
         self._check_open()
+        self.recognizer.room()
         self.audio.feed(samples, sample_rate, final)
 
     def set_vad_params(self, **params) -> None:
@@ -164,8 +179,18 @@ class LiveSession:
         self.recognizer.load(model, device, **options)
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until everything so far is processed (the model loaded or failed); False on timeout."""
+        """Block until everything fed so far is processed (the model loaded or failed) and every
+        closed segment has its final: decoded, or given up (see `given_up`) once the engine has
+        been unavailable for decoding.GIVE_UP_AFTER_S (300 s), so wait() always ends. True when
+        all that is done; False on timeout (segments may still be waiting for the engine)."""
         return self.recognizer.wait(timeout)
+
+    @property
+    def given_up(self) -> list[int]:
+        """Ids of the segments given up, not transcribed (an engine unavailable too long, or too
+        much speech waiting for it): their finals have empty text and an "error"; their audio
+        is in the recording, for retranscribe()."""
+        return [self._first_id + i for i in self.recognizer.status()["given_up"]]
 
     def server_probe(self) -> dict | None:
         """For diagnose(): the remote server asked for (reachable, authenticated, model, round
@@ -206,7 +231,10 @@ class LiveSession:
         self.audio.count_rejected(code)
 
     def stats(self) -> dict:
-        return self.audio.stats()
+        """The audio's counts (session.py) and the recognition worker's (pipeline.py): decodes,
+        speculative finals used and dropped, segments pending and given up, audio behind."""
+        status = self.recognizer.status()
+        return {**self.audio.stats(), **status, "given_up": [self._first_id + i for i in status["given_up"]]}
 
     def latencies_ms(self) -> np.ndarray:
         return self.audio.latencies_ms()

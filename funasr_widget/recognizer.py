@@ -80,6 +80,7 @@ class Recognizer:
         emit: Emit,
         *,
         partials: bool = True,
+        speculative: bool = True,
         on_close=None,
         **options,
     ):
@@ -95,7 +96,7 @@ class Recognizer:
         self._load_lock = threading.Lock()
         self._generation = 0  # only the newest load() may hand over its engine
         self._loader: threading.Thread | None = None
-        self.pipeline = Pipeline(self._make_vad, emit, partials=partials, on_close=on_close)
+        self.pipeline = Pipeline(self._make_vad, emit, partials=partials, speculative=speculative, on_close=on_close)
         if model is None:
             self.pipeline.set_engine(None)
             emit(ModelState("none", {"message": "Capture only: no ASR model."}))
@@ -140,7 +141,9 @@ class Recognizer:
                 info.update(name=name, server=server, device="remote")
             else:
                 # onnxruntime runs on the CPU: no torch import to find a GPU (asr/onnx.py)
-                on_cpu = device == "cpu" or device == "auto" and (options.get("runtime") == "onnx" or not torch_installed())
+                on_cpu = (
+                    device == "cpu" or device == "auto" and (options.get("runtime") == "onnx" or not torch_installed())
+                )
                 device = "cpu" if on_cpu else resolve_device(device)
                 name = default_model(device) if model == "auto" else str(model)
                 info.update(name=name, device=device)
@@ -171,6 +174,9 @@ class Recognizer:
                 self.emit(ModelState("error", {**info, "code": code, "message": message, "hint": hint}))
             return
         if self._current(generation):
+            if server:  # "auto" is the server's only model: say which
+                name = engine.name
+                info.update(name=name)
             self.model_spec = (name, device, options)
             self.pipeline.set_engine(engine)
             where = f"the server {server} ({engine.rtt_ms:.0f} ms round trip)" if server else device
@@ -182,6 +188,8 @@ class Recognizer:
                 info.update(runtime=engine.runtime)
             message = f"{name} ready on {where}" + "".join(f". {note}" for note in notes)
             self.emit(ModelState("ready", {**info, "progress": 1.0, "message": message}))
+        else:
+            engine.close()  # a newer load() was asked for meanwhile: this one is never used
 
     def _current(self, generation: int) -> bool:
         with self._load_lock:
@@ -218,6 +226,14 @@ class Recognizer:
     def push(self, samples, final: bool = False) -> None:
         self.pipeline.push(samples, final)
 
+    def room(self, timeout: float | None = None) -> bool:
+        """Wait until the pipeline's queue has room (Python's feed() waits; pipeline.py)."""
+        return self.pipeline.room(timeout)
+
+    def status(self) -> dict:
+        """The pipeline's counts: decodes, speculative finals, segments given up (pipeline.py)."""
+        return self.pipeline.status()
+
     def set_vad_params(self, **params) -> None:
         """Checked here; applied on the worker from the next segment."""
         params = check_params(**params)
@@ -229,7 +245,9 @@ class Recognizer:
         return dict(self._vad_params)
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the model has loaded (or failed) and everything pushed is processed."""
+        """Block until the model has loaded (or failed), everything pushed is processed and each
+        closed segment has its final (decoded, or given up: decoding.GIVE_UP_AFTER_S of an
+        unavailable engine); False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
         loader = self._loader
         if loader is not None:

@@ -8,6 +8,11 @@ point takes the lock and does only cheap work.
 Everything not kept is counted: `rejected` (a Counter, reason -> count; in
 stats() as `rejected` total and `rejected_by`), `duplicates`, `lost` in `gaps`,
 samples `clipped` to [-1, 1], audio past the cap in `dropped_seconds`.
+
+Bounded: chunks from the page that arrive faster than real time, beyond CATCH_UP_S of
+burst (a tab catching up after a stall), are dropped and counted (``too-fast``): the browser
+never sends faster than it records. Audio past the cap is kept nowhere and drives nothing
+(the consumer gets only what the recording kept). `feed()` from Python is not limited.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ SILENT_SECONDS = 3.0
 # A capture time this far from the kernel's clock is garbage, not latency: not recorded
 # (with values this small, percentiles can never overflow to inf or NaN).
 _MAX_LATENCY_MS = 1e15
+CATCH_UP_S = 5.0  # page audio allowed ahead of real time (a token bucket of this depth)
 
 AudioSink = Callable[[np.ndarray, bool], None]
 
@@ -48,6 +54,8 @@ class AudioSession:
         self.last_level_db: float | None = None
         self.silent_samples = 0
         self._open = False  # a take has delivered audio but not its final chunk
+        self._allowance = CATCH_UP_S * SAMPLE_RATE  # page samples that may come now (token bucket)
+        self._allowance_at = time.monotonic()
 
     # -- entry points -------------------------------------------------------
 
@@ -135,20 +143,37 @@ class AudioSession:
                 self._keep(tail, False)
 
     def _deliver(self, chunks) -> int:
+        """Page chunks, in order: each within the real-time allowance is kept."""
         for c in chunks:
+            if not self._in_real_time(len(c.samples)):
+                self.rejected["too-fast"] += 1
+                if c.final:
+                    self._keep(np.zeros(0, np.float32), True)  # the take still ends
+                continue
             self.clipped += c.clipped
             self._keep(c.samples, c.final)
         return len(chunks)
 
+    def _in_real_time(self, samples: int) -> bool:
+        now = time.monotonic()
+        self._allowance = min(self._allowance + (now - self._allowance_at) * SAMPLE_RATE, CATCH_UP_S * SAMPLE_RATE)
+        self._allowance_at = now
+        if samples > self._allowance:
+            return False
+        self._allowance -= samples
+        return True
+
     def _keep(self, samples: np.ndarray, final: bool) -> None:
         self.chunks += 1
         self._open = not final
-        self.recording.append(samples)
+        room = self.recording.max_samples - round(self.recording.seconds * SAMPLE_RATE)
+        self.recording.append(samples)  # counts what is past the cap in dropped_seconds
+        samples = samples[: max(room, 0)]
         if len(samples):
             self.last_level_db = level_db(samples)
             quiet = np.max(np.abs(samples)) < SILENCE_PEAK
             self.silent_samples = self.silent_samples + len(samples) if quiet else 0
-        if self.sink is not None:
+        if self.sink is not None and (len(samples) or final):
             self.sink(samples, final)
 
     # -- reading ------------------------------------------------------------

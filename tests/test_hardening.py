@@ -385,7 +385,8 @@ def test_an_unavailable_engine_keeps_segments_waiting_then_sends_them_in_order(m
     assert w.wait(timeout=60) and w.model_state == "ready"
     w.session.set_partials(False)
     down.set()
-    feed_live(w, bursts(4))
+    w.feed(bursts(4), final=True)
+    assert not w.wait(timeout=2)  # wait() waits for the segments waiting for the engine
     assert w.segments == [] and "Waiting for the engine" in w.status and "refused" in w.status
     time.sleep(2.5)
     assert len(tries) >= 2 and tries[1] - tries[0] >= 0.9  # backoff, not a busy loop
@@ -393,6 +394,7 @@ def test_an_unavailable_engine_keeps_segments_waiting_then_sends_them_in_order(m
     deadline = time.monotonic() + 30
     while len(w.segments) < 4 and time.monotonic() < deadline:
         time.sleep(0.1)
+    assert w.wait(timeout=30)
     assert [(s["start"], s["end"], s["text"]) for s in w.segments] == [
         (s["start"], s["end"], s["text"]) for s in reference
     ]  # all of them, in order, right audio

@@ -150,3 +150,102 @@ def test_hub_name_without_network_fails_at_once(tmp_path, monkeypatch, speech):
         transcribe(speech.samples[:16000], 16000, model="sensevoice-small", vad="energy", device="cpu")
     assert time.monotonic() - started < 10
     assert str(tmp_path / "sensevoice-small") in str(info.value)
+
+
+# -- wait(): everything fed is decoded or given up; engines behind the Decoder protocol -------
+
+
+def bursts(n: int, on_s: float = 0.4, off_s: float = 0.8):
+    """n tone bursts with silences between: n segments for the energy VAD."""
+    import numpy as np
+
+    t = np.arange(int(on_s * 16000)) / 16000
+    burst = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    gap = np.zeros(int(off_s * 16000), np.float32)
+    return np.concatenate([gap] + [np.concatenate([burst, gap]) for _ in range(n)])
+
+
+@pytest.fixture
+def flaky_engine(models_at, monkeypatch):
+    """The real SenseVoice engine, unavailable (as a server that is down) while `down` is set."""
+    import threading
+
+    from funasr_widget.asr.base import EngineUnavailable
+
+    engine_class = type(load_engine("sensevoice-small", device="cpu"))
+    real, down = engine_class.transcribe, threading.Event()
+
+    def flaky(self, samples):
+        if down.is_set():
+            raise EngineUnavailable("the server 127.0.0.1:1 refused the connection")
+        return real(self, samples)
+
+    monkeypatch.setattr(engine_class, "transcribe", flaky)
+    return down
+
+
+def test_wait_waits_for_an_unavailable_engine_then_returns_when_it_is_back(flaky_engine):
+    from funasr_widget.live import LiveSession
+
+    session = LiveSession("sensevoice-small", "energy", "cpu", partials=False, autosave=False)
+    assert session.wait(60) and session.model_state == "ready"
+    flaky_engine.set()
+    session.feed(bursts(3), 16000, final=True)
+    assert not session.wait(timeout=2)  # processed, but the segments wait for the engine
+    assert session.segments == [] and session.stats()["pending"] == 3
+    flaky_engine.clear()
+    assert session.wait(timeout=60)  # the retry sends them
+    session.close()
+    assert [s["id"] for s in session.segments] == [0, 1, 2] and all(s["text"] for s in session.segments)
+    assert session.given_up == [] and not any("error" in s for s in session.segments)
+
+
+def test_wait_without_timeout_ends_after_the_unavailability_bound_and_says_what_was_given_up(flaky_engine, monkeypatch):
+    from funasr_widget import decoding
+    from funasr_widget.live import LiveSession
+
+    monkeypatch.setattr(decoding, "GIVE_UP_AFTER_S", 2.0)
+    session = LiveSession("sensevoice-small", "energy", "cpu", partials=False, autosave=False)
+    assert session.wait(60) and session.model_state == "ready"
+    flaky_engine.set()
+    session.feed(bursts(2), 16000, final=True)
+    started = time.monotonic()
+    assert session.wait()  # no timeout: it still ends, once the engine was down for the bound
+    assert time.monotonic() - started >= 1.0
+    session.close()
+    assert session.given_up == [0, 1] == [s["id"] for s in session.segments]
+    assert all(s["text"] == "" and "unavailable for more than 2 s" in s["error"] for s in session.segments)
+
+
+def test_every_engine_has_the_whole_decoder_protocol_and_a_replaced_one_is_closed(models_at):
+    """The pipeline asks nothing of an engine that is not in asr.base.Decoder, and every engine
+    (segment, streaming, 2-pass, remote) has all of it; a replaced engine is closed (a remote
+    one's connection pool)."""
+    from funasr_widget.asr.base import Decoder
+    from funasr_widget.asr.remote import RemoteEngine
+    from funasr_widget.events import Final
+    from funasr_widget.pipeline import Pipeline
+    from funasr_widget.vad import create_vad
+
+    members = {n for n in dir(Decoder) if not n.startswith("_")} | set(Decoder.__annotations__)
+    engines = [
+        load_engine("sensevoice-small", device="cpu"),
+        load_engine("paraformer-zh-streaming", device="cpu"),
+        load_engine("sensevoice-small", device="cpu", partials_model="paraformer-zh-streaming"),
+        RemoteEngine("http://127.0.0.1:9"),
+    ]
+    for engine in engines:
+        missing = [n for n in members if not hasattr(engine, n)]
+        assert not missing, (engine, missing)
+    first, second = RemoteEngine("http://127.0.0.1:9"), RemoteEngine("http://127.0.0.1:9")
+    events: list = []
+    worker = Pipeline(lambda: create_vad("energy"), events.append, partials=False)
+    worker.set_engine(first)
+    worker.set_engine(second)
+    worker.set_engine(engines[0])  # the last one decodes
+    worker.push(bursts(1), final=True)
+    assert worker.wait(60)
+    assert first._client.is_closed and second._client.is_closed
+    assert [e.segment["id"] for e in events if isinstance(e, Final)] == [0]
+    worker.close()
+    assert worker.join(30)

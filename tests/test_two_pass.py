@@ -54,3 +54,23 @@ def test_the_pair_is_checked(models_at):
         load_engine("paraformer-zh-streaming", device="cpu", partials_model="paraformer-zh-streaming")
     with pytest.raises(TypeError, match="partials_model"):
         Transcriber(model="sensevoice-small", partials_model=3)
+
+
+def test_one_failing_segment_in_an_offline_batch_loses_only_itself(models_at, speech, monkeypatch):
+    """transcribe_batch of a 2-pass engine gives each segment its own fate, as SegmentEngine's:
+    a segment that raises gets its exception, the others their text."""
+    engine = load_engine("sensevoice-small", device="cpu", partials_model="paraformer-zh-streaming")
+    batch = [speech.samples[int(b * 16) : int(e * 16)] for b, e in speech.intervals_ms]
+    expected = [engine.transcribe(x) for x in batch]
+    real = type(engine.second).transcribe
+
+    def second_one_fails(self, samples):
+        if len(samples) == len(batch[1]):
+            raise RuntimeError("decoder fault")
+        return real(self, samples)
+
+    monkeypatch.setattr(type(engine.second), "transcribe", second_one_fails)
+    results = engine.transcribe_batch(batch)
+    assert isinstance(results[1], RuntimeError) and "decoder fault" in str(results[1])
+    assert [results[0], results[2]] == [expected[0], expected[2]]
+    assert results[0]["model"] == "sensevoice-small"

@@ -6,7 +6,9 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+import numpy as np
 
 
 class EngineUnavailable(Exception):
@@ -28,22 +30,59 @@ class LoadedModel:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class Decoder:
-    """What the pipeline asks of every engine (local, remote, 2-pass), with the usual answers."""
+class Decoder(Protocol):
+    """Everything the pipeline asks of an engine (local, remote, 2-pass), with the usual
+    answers as defaults: an engine class derives from this and overrides what differs.
 
-    streaming = False  # True: the pipeline streams the open segment into new_stream()/accept()
-    two_pass = False  # True: streamed text is only the partial; the closed segment is transcribed
-    partials = True  # False: the open segment is not re-decoded for partial text
-    gives_words = False  # finals carry word times ("words")
+    A segment engine implements ``transcribe``; a streaming one sets ``streaming`` and
+    implements ``new_stream``/``accept``. ``close`` releases what the engine holds itself
+    (a remote engine's connections); the pipeline calls it when the engine is replaced or
+    the session ends. A loaded model shared between engines is not the engine's to free
+    (``funasr_widget.models.release()`` does that)."""
+
+    streaming: bool = False  # True: the pipeline streams the open segment into new_stream()/accept()
+    two_pass: bool = False  # True: streamed text is only the partial; the closed segment is transcribed
+    partials: bool = True  # False: the open segment is not re-decoded for partial text
+    name: str = ""
+    device: str = ""
     notes: tuple = ()  # what the user should know about this engine (a CPU fallback, ...)
     runtime: dict | None = None  # which runtime runs the model, its file and why (asr/onnx.Choice.info)
 
-    def transcribe(self, samples) -> dict:
+    @property
+    def gives_words(self) -> bool:
+        """Do finals carry word times ("words")?"""
+        return False
+
+    def transcribe(self, samples: np.ndarray) -> dict:
+        """One whole segment's result: {"text", ...}. Raises EngineUnavailable when the
+        engine cannot decode now but may soon; any other exception fails this segment only."""
         raise NotImplementedError
 
-    def transcribe_partial(self, samples) -> dict:
+    def transcribe_partial(self, samples: np.ndarray) -> dict:
         """The open segment's text so far (an engine may bound it more tightly than a final)."""
         return self.transcribe(samples)
+
+    def transcribe_batch(self, batch: list[np.ndarray]) -> list[dict | Exception]:
+        """Several whole segments (audio that is not live): each result is what transcribe()
+        gives, or the exception that segment raised, in the order given."""
+        results: list[dict | Exception] = []
+        for samples in batch:
+            try:
+                results.append(self.transcribe(samples))
+            except Exception as err:  # that segment's fate only
+                results.append(err)
+        return results
+
+    def new_stream(self) -> Any:
+        """A streaming engine's per-segment state."""
+        raise NotImplementedError(f"{type(self).__name__} is not a streaming engine")
+
+    def accept(self, stream: Any, samples: np.ndarray, final: bool = False) -> str:
+        """Feed a stream; the text decoded by this call. ``final`` flushes the last word."""
+        raise NotImplementedError(f"{type(self).__name__} is not a streaming engine")
+
+    def close(self) -> None:
+        """Release what this engine holds itself; it is not used after this."""
 
 
 class Engine(Decoder):

@@ -38,8 +38,14 @@ class TwoPassEngine(Decoder):
     def transcribe(self, samples: np.ndarray) -> dict:
         return {**self.second.transcribe(samples), "model": self.second.name}
 
-    def transcribe_batch(self, batch: list[np.ndarray]) -> list[dict]:
-        return [{**r, "model": self.second.name} for r in self.second.transcribe_batch(batch)]
+    def transcribe_batch(self, batch: list[np.ndarray]) -> list[dict | Exception]:
+        """The second pass's batch; a segment that failed keeps its exception (that one only)."""
+        results = self.second.transcribe_batch(batch)
+        return [r if isinstance(r, Exception) else {**r, "model": self.second.name} for r in results]
+
+    def close(self) -> None:
+        self.first.close()
+        self.second.close()
 
     def __repr__(self) -> str:
         return f"<TwoPassEngine partials: {self.first!r}, finals: {self.second!r}>"

@@ -51,18 +51,44 @@ class VadEvent:
     ms: int  # ms since the first sample fed to this VAD (since reset())
 
 
+@dataclass(frozen=True)
+class PredictedEnd:
+    """Where a VAD would close its open segment if silence goes on (VadEvent ms)."""
+
+    end_ms: int  # the "end" event's time: the last speech plus the VAD's end padding
+    due_ms: int  # how much audio the VAD must have heard to decide it
+
+
 class Vad(Protocol):
+    """What the pipeline asks of every VAD backend."""
+
     name: str
+    params: dict  # the knobs in effect (see DEFAULTS)
+    in_speech: bool  # a segment is open
 
     def accept(self, samples: np.ndarray, final: bool = False) -> list[VadEvent]:
         """Feed 16 kHz float32 mono samples (any length). final=True ends the stream:
         an open segment gets its "end"; the clock keeps running."""
+        ...
 
     def set_params(self, **params) -> None:
         """Change parameters; they take effect from the next segment."""
+        ...
 
     def reset(self) -> None:
         """Forget everything; the next sample is ms 0."""
+        ...
+
+    @property
+    def trailing_silence_ms(self) -> int:
+        """How much of ``end_silence_ms`` has passed in an open segment (0: none open, or speech)."""
+        ...
+
+    def predicted_end(self) -> PredictedEnd | None:
+        """Where the open segment ends if silence lasts from now until the VAD closes it;
+        None when no segment is open, speech is going on, or it would be cut otherwise
+        (at ``max_segment_s``). Knob changes wait for the segment's end, so they never move it."""
+        ...
 
 
 class BaseVad:
@@ -115,6 +141,9 @@ class BaseVad:
         reaches ``end_silence_ms``. 0 when no segment is open or the backend cannot tell.
         (The pipeline skips re-decoding a segment that is about to close.)"""
         return 0
+
+    def predicted_end(self) -> PredictedEnd | None:
+        return None
 
     def _take_events(self) -> list[VadEvent]:
         events, self._events = self._events, []
@@ -172,6 +201,19 @@ class FramedVad(BaseVad):
     @property
     def trailing_silence_ms(self) -> int:
         return (self._pos - self._last) // SAMPLES_PER_MS if self.in_speech else 0
+
+    def predicted_end(self) -> PredictedEnd | None:
+        if not self.in_speech or self._last >= self._pos:
+            return None
+        # The first frame that ends end_silence_ms after the last speech closes the segment.
+        quiet_until = self._last + self.params["end_silence_ms"] * SAMPLES_PER_MS
+        due = self._pos + -(-max(quiet_until - self._pos, 0) // self.frame) * self.frame
+        before = due - self.frame  # the last frame before that one: cut there at max_segment_s?
+        if before > self._pos and before - self._seg_start >= self.params["max_segment_s"] * SAMPLE_RATE:
+            return None
+        return PredictedEnd(
+            min(self._last + self.PAD_END_MS * SAMPLES_PER_MS, due) // SAMPLES_PER_MS, due // SAMPLES_PER_MS
+        )
 
     def _step(self, speech: bool) -> None:
         start, end = self._pos, self._pos + self.frame

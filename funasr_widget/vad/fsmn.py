@@ -20,10 +20,12 @@ import numpy as np
 
 from .. import _cache, _torch, models
 from .._constants import BLOCK
-from .base import SAMPLES_PER_MS, BaseVad, VadEvent
+from . import fsmn_rules
+from .base import SAMPLES_PER_MS, BaseVad, PredictedEnd, VadEvent
 
 GRID = BLOCK  # samples (100 ms): the model is stepped on this grid, whatever the input size
 MAX_STEP = 100  # grid units (10 s) per model step at most: bounds the feature tensors
+FRONTEND_CONTEXT_MS = 45  # a frame's score needs 20 ms of splice context and a 25 ms fbank window
 
 
 class _SharedModel:
@@ -103,6 +105,28 @@ class FsmnVad(BaseVad):
             return 0
         opts = self._shared.auto.model.vad_opts
         return stats.continous_silence_frame_count * opts.frame_in_ms + opts.speech_to_sil_time_thres
+
+    def predicted_end(self) -> PredictedEnd | None:
+        stats = self._cache.get("stats")
+        if not self.in_speech or stats is None or not stats.continous_silence_frame_count:
+            return None
+        opts = self._shared.auto.model.vad_opts
+        found = fsmn_rules.closing(
+            stats.frm_cnt,
+            stats.continous_silence_frame_count,
+            stats.confirmed_start_frame,
+            opts.frame_in_ms,
+            stats.max_end_sil_frame_cnt_thresh,
+            self.params["max_segment_s"],
+            opts.lookahead_time_end_point if opts.do_extend else None,
+        )
+        if found is None:
+            return None
+        origin = self._offset // SAMPLES_PER_MS
+        # funasr judges a frame once its right context is in, and is stepped on GRID units
+        judged_ms = found[1] + FRONTEND_CONTEXT_MS
+        grid_ms = GRID // SAMPLES_PER_MS
+        return PredictedEnd(origin + found[0], origin + -(-judged_ms // grid_ms) * grid_ms)
 
     def _params_changed(self) -> None:
         # The thresholds are copied into the cache when it is created; update them there.

@@ -21,7 +21,7 @@ import numpy as np
 from .. import _cache, models
 from ..frontend import fbank_options, read_cmvn
 from ..onnx_session import open_session
-from .base import SAMPLE_RATE, SAMPLES_PER_MS, BaseVad, VadEvent
+from .base import SAMPLE_RATE, SAMPLES_PER_MS, BaseVad, PredictedEnd, VadEvent
 from .fsmn_rules import FsmnDecisions
 
 ONNX_FILE = "model.onnx"
@@ -154,6 +154,16 @@ class FsmnOnnxVad(BaseVad):
     @property
     def trailing_silence_ms(self) -> int:
         return self._decisions.trailing_silence_ms if self.in_speech else 0
+
+    def predicted_end(self) -> PredictedEnd | None:
+        p = self.params
+        found = self._decisions.predicted_end(p["end_silence_ms"], p["max_segment_s"]) if self.in_speech else None
+        if found is None:
+            return None
+        origin = self._offset // SAMPLES_PER_MS
+        # a frame is judged once its right context is in: half the splice and one fbank window later
+        context_ms = (self._lfr_m - 1) // 2 * 10 + int(self._model.frontend.get("frame_length", 25))
+        return PredictedEnd(origin + found[0], origin + found[1] + context_ms)
 
     def reset(self) -> None:
         self._offset = 0

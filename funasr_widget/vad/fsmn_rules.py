@@ -11,6 +11,7 @@ funasr's own segments (tests/test_vad.py, tests/test_explorer.py).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import numpy as np
@@ -68,6 +69,21 @@ class FsmnDecisions:
         if not self.in_segment or not self.silent:
             return 0
         return self.silent * self.frame_ms + self._opts.speech_to_sil_time_thres
+
+    def predicted_end(self, end_silence_ms: int, max_segment_s: float) -> tuple[int, int] | None:
+        """(end ms, ms of frames judged by then) of the open segment if silence goes on."""
+        if not self.in_segment or not self.silent:
+            return None
+        o = self._opts
+        return closing(
+            self._frame,
+            self.silent,
+            self._start,
+            self.frame_ms,
+            end_silence_ms - o.speech_to_sil_time_thres,
+            max_segment_s,
+            o.lookahead_time_end_point if o.do_extend else None,
+        )
 
     # -- funasr's per-frame logic ----------------------------------------------------------
 
@@ -134,6 +150,29 @@ class FsmnDecisions:
             self._voice(cur)
 
 
+def closing(
+    next_frame: int,
+    silent: int,
+    start: int,
+    frame_ms: int,
+    end_silence: float,
+    max_segment_s: float,
+    lookahead_ms: int | None,
+) -> tuple[int, int] | None:
+    """Where funasr's state machine ends a segment in silence (see _judge): at the frame whose
+    silent count reaches ``end_silence`` (ms: end silence less speech_to_sil_time_thres), ending
+    that many frames back (less the look-ahead when extending); None when the length cap cuts
+    it first. Returns (end ms, ms judged by then), in the stream's clock."""
+    close = next_frame - silent + max(math.ceil(end_silence / frame_ms), 1) - 1
+    before = close - 1  # the last frame judged before it: cut at the cap there?
+    if before >= next_frame and before - start + 1 > int(max_segment_s * 1000) / frame_ms:
+        return None
+    back = int(end_silence / frame_ms)
+    if lookahead_ms is not None:
+        back = max(0, back - int(lookahead_ms / frame_ms) - 1)
+    return (close - back + 1) * frame_ms, (close + 1) * frame_ms
+
+
 def decide(
     silence: np.ndarray, opts, threshold: float, end_silence_ms: int, max_segment_s: float
 ) -> list[tuple[int, int]]:
@@ -142,4 +181,4 @@ def decide(
     return [(a[1], b[1]) for a, b in zip(events[::2], events[1::2], strict=False)]
 
 
-__all__ = ["FsmnDecisions", "decide"]
+__all__ = ["FsmnDecisions", "closing", "decide"]
