@@ -98,6 +98,7 @@ class Transcriber(OneWriter, anywidget.AnyWidget):
         max_seconds: float = 3600.0,
         autosave: bool = True,
         resume: SavedSession | None = None,
+        speculative_final: bool = True,
         **options,
     ):
         """`model`: a registry name, a local folder, "auto" (by device) or None for capture only.
@@ -107,7 +108,11 @@ class Transcriber(OneWriter, anywidget.AnyWidget):
         api_key (else $FUNASR_WIDGET_API_KEY), ca_bundle, server_partials; `model` is then the
         server's model name ("custom" for "auto"). `autosave`: keep the transcript and the
         recording on disk as they are made (funasr_widget.sessions()); `resume`: a saved
-        session to go on with. Everything is checked here."""
+        session to go on with. `speculative_final`: decode each segment during its end silence,
+        so its final comes as the VAD closes it (False: decode after the close). Everything is
+        checked here."""
+        if not isinstance(speculative_final, bool):
+            raise TypeError(f"speculative_final must be True or False, got {speculative_final!r}")
         vad_params, self._options = keywords.split(options, "Transcriber()", own=Transcriber.__init__)
         knobs = effective(vad, {**DEFAULTS, **vad_params})
         # before a comm opens
@@ -132,6 +137,7 @@ class Transcriber(OneWriter, anywidget.AnyWidget):
             listener=self._on_event,
             autosave=autosave,
             resume=resume,
+            speculative_final=speculative_final,
             **self._options,
         )
         if resume is not None:  # the saved transcript, shown from the start
