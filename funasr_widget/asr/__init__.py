@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .. import _cache, _torch, models
 from .._torch import resolve_device
+from ..dependencies import installed, require
 from ..errors import ModelLoadError
 from ..keywords import OPTION, check_names
 from ..models import Progress
@@ -148,6 +149,8 @@ def load_engine(model: str, device: str = "auto", progress: Progress | None = No
         return _two_pass(model, resolve_device(device), progress, options)
     runtime = options.get("runtime", "auto")
     wants_onnx = runtime == "onnx" or runtime == "auto" and not onnx.torch_installed()
+    if not wants_onnx and not onnx.torch_installed():  # name the extra before fetching a model for torch
+        require("funasr" if installed("torch") else "torch", "asr", "Recognition with funasr")
     path = models.fetch(str(model), progress, runtime="onnx" if wants_onnx else "torch")
     choice = onnx.choose(runtime, path, architecture(path))
     engine: Decoder

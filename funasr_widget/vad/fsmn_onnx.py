@@ -19,6 +19,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from .. import _cache, models
+from ..dependencies import require
 from ..frontend import fbank_options, read_cmvn
 from ..onnx_session import open_session
 from .base import SAMPLE_RATE, SAMPLES_PER_MS, BaseVad, PredictedEnd, VadEvent
@@ -59,12 +60,11 @@ class FsmnOnnxVad(BaseVad):
 
     def __init__(self, *, model: str = "fsmn-vad", threads: int = 1, **params):
         super().__init__(**params)
+        for module in ("onnxruntime", "kaldi_native_fbank", "yaml"):  # before fetching a model it cannot run
+            require(module, "remote", "FSMN-VAD without torch")
         folder = models.fetch(model)
         if not available(folder):
-            raise FileNotFoundError(
-                f"{folder} has no {ONNX_FILE}, or onnxruntime / kaldi-native-fbank "
-                "is not installed (pip install 'funasr-widget[remote]')"
-            )
+            raise FileNotFoundError(f"{folder} has no {ONNX_FILE}: FunASR's ONNX export of the FSMN-VAD weights")
         # one session per folder in the process, listed and freed as models are (models.loaded())
         self._model = _cache.shared(("fsmn-vad-onnx", str(folder), "cpu", threads), lambda: _Model(folder, threads))
         self._lfr_m, self._lfr_n = int(self._model.frontend.get("lfr_m", 5)), int(self._model.frontend.get("lfr_n", 1))
