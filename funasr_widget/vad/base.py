@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -25,12 +25,12 @@ def accepted(name: str) -> str:
     return f"{knob['min']} <= {name} <= {knob['max']} ({knob['type']}{unit}: {knob['doc']})"
 
 
-def check_params(**params) -> dict:
+def check_params(**params: Any) -> dict[str, Any]:
     """VAD parameters checked and normalised; TypeError for an unknown name (with the close
     match among every keyword, keywords.py) or a wrong type, ValueError for a value out of
     range; both say what is accepted."""
     check_names(params, "A VAD", (KNOB,))
-    out = {}
+    out: dict[str, Any] = {}
     for name, value in params.items():
         knob = KNOBS[name]
         if value is None and name == "speech_threshold":
@@ -63,7 +63,7 @@ class Vad(Protocol):
     """What the pipeline asks of every VAD backend."""
 
     name: str
-    params: dict  # the knobs in effect (see DEFAULTS)
+    params: dict[str, Any]  # the knobs in effect (see DEFAULTS)
     in_speech: bool  # a segment is open
 
     def accept(self, samples: np.ndarray, final: bool = False) -> list[VadEvent]:
@@ -71,7 +71,7 @@ class Vad(Protocol):
         an open segment gets its "end"; the clock keeps running."""
         ...
 
-    def set_params(self, **params) -> None:
+    def set_params(self, **params: Any) -> None:
         """Change parameters; they take effect from the next segment."""
         ...
 
@@ -104,19 +104,19 @@ class BaseVad:
     name = ""
     default_threshold: float | None = None
 
-    def __init__(self, **params):
+    def __init__(self, **params: Any) -> None:
         self.params = self._checked({**DEFAULTS, **params})
-        self._pending: dict = {}
+        self._pending: dict[str, Any] = {}
         self._events: list[VadEvent] = []
         self.in_speech = False
 
-    def _checked(self, params: dict) -> dict:
+    def _checked(self, params: dict[str, Any]) -> dict[str, Any]:
         params = check_params(**params)
         if "speech_threshold" in params and params["speech_threshold"] is None:
             params["speech_threshold"] = self.default_threshold
         return params
 
-    def set_params(self, **params) -> None:
+    def set_params(self, **params: Any) -> None:
         self._pending.update(self._checked(params))
         if not self.in_speech:
             self._apply()
@@ -167,7 +167,7 @@ class FramedVad(BaseVad):
     PAD_START_MS = 200
     PAD_END_MS = 100
 
-    def __init__(self, **params):
+    def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self._clear()
 
