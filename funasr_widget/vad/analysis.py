@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
+from .._constants import SAMPLES_PER_MS
 from . import create_vad, fsmn_rules
-from .base import SAMPLES_PER_MS, BaseVad
+from .base import BaseVad
 from .fsmn_onnx import FsmnOnnxVad
 
 Region = tuple[int, int]  # (start_ms, end_ms)
@@ -38,7 +40,7 @@ class Segmenter:
     def __init__(self, samples: np.ndarray, vad_name: str):
         self.samples = np.asarray(samples, np.float32)
         self.vad_name = vad_name
-        self._vad = None  # energy, silero
+        self._vad: Any = None  # energy, silero
         self._silence: np.ndarray | None = None  # fsmn-vad: P(silence) per 10 ms frame
         self._opts = None
 
@@ -101,7 +103,7 @@ class _Tape:
 def _fsmn_scores(samples: np.ndarray):
     """Run the real FsmnVad over the recording once, catching its network's output: the
     silence probability of each 10 ms frame. Returns those and the model's options."""
-    vad = create_vad("fsmn-vad")
+    vad: Any = create_vad("fsmn-vad")
     if isinstance(vad, FsmnOnnxVad):  # no funasr here: the same network on onnxruntime
         return vad.silence_scores(samples)
     model = vad._shared.auto.model

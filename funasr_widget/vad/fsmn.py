@@ -19,9 +19,9 @@ import threading
 import numpy as np
 
 from .. import _cache, _torch, models
-from .._constants import BLOCK
+from .._constants import BLOCK, SAMPLES_PER_MS
 from . import fsmn_rules
-from .base import SAMPLES_PER_MS, BaseVad, PredictedEnd, VadEvent
+from .base import BaseVad, PredictedEnd, VadEvent
 
 GRID = BLOCK  # samples (100 ms): the model is stepped on this grid, whatever the input size
 MAX_STEP = 100  # grid units (10 s) per model step at most: bounds the feature tensors
@@ -61,7 +61,7 @@ class FsmnVad(BaseVad):
         p = self.params
         auto = self._shared.auto
         origin = self._offset // SAMPLES_PER_MS
-        values = []
+        values: list[list[int]] = []  # funasr's [start_ms, end_ms] pairs, -1: not in this call
         with self._shared.lock:
             auto.model.vad_opts.max_single_segment_time = int(p["max_segment_s"] * 1000)
             start = 0

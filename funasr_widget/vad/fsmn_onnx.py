@@ -19,10 +19,11 @@ from types import SimpleNamespace
 import numpy as np
 
 from .. import _cache, models
+from .._constants import SAMPLE_RATE, SAMPLES_PER_MS
 from ..dependencies import require
 from ..frontend import fbank_options, read_cmvn
 from ..onnx_session import open_session
-from .base import SAMPLE_RATE, SAMPLES_PER_MS, BaseVad, PredictedEnd, VadEvent
+from .base import BaseVad, PredictedEnd, VadEvent
 from .fsmn_rules import FsmnDecisions
 
 ONNX_FILE = "model.onnx"
