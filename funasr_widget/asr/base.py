@@ -25,7 +25,7 @@ class LoadedModel:
     path: Path
     device: str
     architecture: str  # the model class in config.yaml
-    notes: tuple = ()  # what the user should know (a CPU fallback, timestamps off)
+    notes: tuple[str, ...] = ()  # what the user should know (a CPU fallback, timestamps off)
     # AutoModel.generate rewrites the model's kwargs per call: one call at a time.
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -45,27 +45,27 @@ class Decoder(Protocol):
     partials: bool = True  # False: the open segment is not re-decoded for partial text
     name: str = ""
     device: str = ""
-    notes: tuple = ()  # what the user should know about this engine (a CPU fallback, ...)
-    runtime: dict | None = None  # which runtime runs the model, its file and why (asr/onnx.Choice.info)
+    notes: tuple[str, ...] = ()  # what the user should know about this engine (a CPU fallback, ...)
+    runtime: dict[str, Any] | None = None  # which runtime runs the model, its file and why (asr/onnx.Choice.info)
 
     @property
     def gives_words(self) -> bool:
         """Do finals carry word times ("words")?"""
         return False
 
-    def transcribe(self, samples: np.ndarray) -> dict:
+    def transcribe(self, samples: np.ndarray) -> dict[str, Any]:
         """One whole segment's result: {"text", ...}. Raises EngineUnavailable when the
         engine cannot decode now but may soon; any other exception fails this segment only."""
         raise NotImplementedError
 
-    def transcribe_partial(self, samples: np.ndarray) -> dict:
+    def transcribe_partial(self, samples: np.ndarray) -> dict[str, Any]:
         """The open segment's text so far (an engine may bound it more tightly than a final)."""
         return self.transcribe(samples)
 
-    def transcribe_batch(self, batch: list[np.ndarray]) -> list[dict | Exception]:
+    def transcribe_batch(self, batch: list[np.ndarray]) -> list[dict[str, Any] | Exception]:
         """Several whole segments (audio that is not live): each result is what transcribe()
         gives, or the exception that segment raised, in the order given."""
-        results: list[dict | Exception] = []
+        results: list[dict[str, Any] | Exception] = []
         for samples in batch:
             try:
                 results.append(self.transcribe(samples))
@@ -86,7 +86,7 @@ class Decoder(Protocol):
 
 
 class Engine(Decoder):
-    def __init__(self, loaded: LoadedModel, options: dict):
+    def __init__(self, loaded: LoadedModel, options: dict[str, Any]):
         self.loaded = loaded
         self.model = loaded.auto  # for direct generate() calls
         self.name, self.path, self.device = loaded.name, loaded.path, loaded.device
