@@ -23,11 +23,12 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .audio import SAMPLE_RATE, Recording, StreamResampler, as_mono_float32, check_rate, level_db
-from .wire import Reorderer, WireError, decode_chunk
+from .wire import Chunk, Reorderer, WireError, decode_chunk
 
 SILENCE_PEAK = 1e-4  # -80 dBFS: a live microphone's noise floor is always above this
 SILENT_SECONDS = 3.0
@@ -46,9 +47,9 @@ class AudioSession:
         self.sink = sink
         self._lock = threading.Lock()
         self._reorder = Reorderer()
-        self._latencies = collections.deque(maxlen=2000)
+        self._latencies: collections.deque[float] = collections.deque(maxlen=2000)
         self._resampler: StreamResampler | None = None
-        self.rejected = collections.Counter()  # reason -> count
+        self.rejected: collections.Counter[str] = collections.Counter()  # reason -> count
         self.chunks = 0
         self.clipped = 0  # float32 samples outside [-1, 1], clipped
         self.last_level_db: float | None = None
@@ -67,7 +68,7 @@ class AudioSession:
         with self._lock:
             self._end_take()
 
-    def receive(self, content: dict, buffers) -> int:
+    def receive(self, content: dict[str, Any], buffers: Any) -> int:
         """Validate one chunk message; return how many chunks were released in order.
 
         Raises WireError (counted in `rejected` by its code) for a message that
@@ -107,7 +108,7 @@ class AudioSession:
         with self._lock:
             self.rejected[code] += 1
 
-    def feed(self, samples, sample_rate: int = SAMPLE_RATE, final: bool = False) -> None:
+    def feed(self, samples: Any, sample_rate: int = SAMPLE_RATE, final: bool = False) -> None:
         """Audio from Python: resampled to 16 kHz, then the same path as the microphone.
 
         Bad input (a rate that is not a positive whole number, NaN samples, a wrong
@@ -142,7 +143,7 @@ class AudioSession:
             if len(tail):
                 self._keep(tail, False)
 
-    def _deliver(self, chunks) -> int:
+    def _deliver(self, chunks: list[Chunk]) -> int:
         """Page chunks, in order: each within the real-time allowance is kept."""
         for c in chunks:
             if not self._in_real_time(len(c.samples)):
@@ -187,7 +188,7 @@ class AudioSession:
         with self._lock:
             return np.array(self._latencies, dtype=float)
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         with self._lock:
             lat = np.array(self._latencies, dtype=float)
             r = self._reorder
