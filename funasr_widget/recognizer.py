@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any, cast
 
 from . import diagnose
 from .asr import check_device, check_model, check_options, load_engine, remote, resolve_device
@@ -133,7 +134,7 @@ class Recognizer:
 
     def _load(self, generation: int, model: str, device: str, options: dict) -> None:
         name = str(model)
-        info = {"name": name, "device": device, "progress": None}
+        info: dict[str, Any] = {"name": name, "device": device, "progress": None}
         server = options.get("server")  # a remote engine: the model runs there, `device` is unused
         try:
             if server:
@@ -179,7 +180,8 @@ class Recognizer:
                 info.update(name=name)
             self.model_spec = (name, device, options)
             self.pipeline.set_engine(engine)
-            where = f"the server {server} ({engine.rtt_ms:.0f} ms round trip)" if server else device
+            rtt_ms = cast(remote.RemoteEngine, engine).rtt_ms if server else 0.0
+            where = f"the server {server} ({rtt_ms:.0f} ms round trip)" if server else device
             notes = list(engine.notes)  # a CPU fallback, timestamps off (asr/)
             if notes and not server:
                 info.update(device=engine.device, notes=notes)

@@ -78,7 +78,7 @@ class SegmentEngine(Engine):
         import torch
 
         batch = [np.asarray(x, np.float32).ravel() for x in batch]
-        results: list[dict | None] = [None] * len(batch)
+        results: list[dict | Exception | None] = [None] * len(batch)
         limit = (CPU_BATCH_S if self.device == "cpu" else BATCH_S) * SAMPLE_RATE
         if self.architecture == nano.ARCHITECTURE:
             limit = 0  # its batched LLM path left-pads the prompts: other text than one at a time
