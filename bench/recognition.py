@@ -61,8 +61,11 @@ def vad_detection(samples: np.ndarray, end_silence_ms: int) -> list[tuple[str, i
     return out
 
 
-def live(name: str, info: dict, script: Speech, device: str, hook=None, partials_info=None) -> dict:
-    """`partials_info`: 2-pass, that streaming model's partials and `info`'s finals."""
+def live(
+    name: str, info: dict, script: Speech, device: str, hook=None, partials_info=None, options: dict | None = None
+) -> dict:
+    """`partials_info`: 2-pass, that streaming model's partials and `info`'s finals; `options`:
+    more Transcriber options (speculative_final)."""
     from funasr_widget import Transcriber
     from funasr_widget.asr import load_engine
 
@@ -71,7 +74,7 @@ def live(name: str, info: dict, script: Speech, device: str, hook=None, partials
         hook(engine.model)
     # Timed on the shared AutoModel: the widget makes its own engine objects around it, so
     # timers on this engine object (the old _timed) never saw the widget's decodes.
-    options, pcalls = {}, None
+    options, pcalls = dict(options or {}), None
     calls = _timed_generate(engine.model)
     if partials_info:
         options["partials_model"] = partials_info["path"]
@@ -98,6 +101,7 @@ def live(name: str, info: dict, script: Speech, device: str, hook=None, partials
         fed_s = time.monotonic() - t0
         assert w.wait(timeout=600)
         cpu_s = time.process_time() - c0
+        counts = w._live.stats()  # the worker's decodes and speculative finals
     finally:
         w.close()
         engine.model.__dict__.pop("generate", None)
@@ -159,6 +163,11 @@ def live(name: str, info: dict, script: Speech, device: str, hook=None, partials
         "audio_s": script.seconds,
         "fed_s": fed_s,
         "cpu_s": cpu_s,
+        "decodes": counts["decodes"],
+        "speculative": counts["speculative"],
+        "speculative_used": counts["speculative_used"],
+        "speculative_dropped": counts["speculative_dropped"],
+        "speech_s": speech_s,
         "utterances": len(rows),
         "segments": len(segments),
         "partials_per_speech_s": sum(1 for _, p in partials if p) / max(speech_s, 1e-9),

@@ -23,6 +23,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ._constants import SAMPLE_RATE
 from .asr.base import Decoder, EngineUnavailable
 from .events import Backlog, Emit, Final, Partial, Problem
@@ -298,8 +300,6 @@ class DecodeQueue:
     def _stream_feed(self, seg: Segment, final: bool) -> str:
         """Give a streaming engine the segment's audio it has not seen yet."""
         assert self.engine is not None
-        import numpy as np
-
         if seg.stream is None:
             seg.stream = self.engine.new_stream()
         fresh = np.concatenate(seg.samples[seg.fed_blocks :] or [np.zeros(0, np.float32)])

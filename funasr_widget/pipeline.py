@@ -272,13 +272,17 @@ class Pipeline:
                 )
             finally:
                 with self._done:
-                    self._processed += items
                     self._queued_samples -= samples
-                    self._done.notify_all()
+                    self._done.notify_all()  # room() waits on this
                 if kind == "audio":
                     self.emit(Lag(self.lag_seconds))
-            if self._next_item is None and self._queue.empty():
-                self.decoder.idle(self.cutter)
+                if kind != "close" and self._next_item is None and self._queue.empty():
+                    # Caught up: a speculative final or a partial, before wait() sees the item
+                    # done, so what it does is decided by the audio fed so far, not by a race.
+                    self.decoder.idle(self.cutter)
+                with self._done:
+                    self._processed += items
+                    self._done.notify_all()
 
     def _audio(self, pieces: list[np.ndarray], final: bool) -> None:
         self.cutter.cut(pieces, final)

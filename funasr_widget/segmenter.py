@@ -55,11 +55,6 @@ class Segment:
         whole = np.concatenate(self.samples or [np.zeros(0, np.float32)])
         return whole if end is None else whole[: self.length_to(end)]
 
-    @property
-    def received(self) -> int:
-        """Samples of this segment's audio received so far."""
-        return sum(len(x) for x in self.samples)
-
 
 class Segmenter:
     """Feed blocks with :meth:`cut`; `closed(segment)` is called as each segment closes and
