@@ -278,6 +278,12 @@ class LiveSession:
         """The VAD knobs in effect (from the next segment on, for ones changed mid-segment)."""
         return self.recognizer.vad_params
 
+    def parts(self) -> dict:
+        """The objects doing the work now, for diagnostics, tests and benchmarks: {"vad": the VAD
+        (None before the worker starts it), "engine": the ASR engine (None while none is loaded)}."""
+        pipeline = self.recognizer.pipeline
+        return {"vad": pipeline.vad, "engine": pipeline.engine}
+
     def set_partials(self, enabled: bool) -> None:
         """Whether the open segment's text is decoded as it grows (Partial events)."""
         self.recognizer.pipeline.partials = bool(enabled)
