@@ -1,24 +1,26 @@
-"""Remote engine: N simulated notebooks sharing one inference server.
+"""Remote engine: N simulated notebooks sharing one class server, the Ray Serve server
+against the funasr-server stack it replaced, side by side in one run.
 
-The real ``funasr-server`` serves the real-size random-weight SenseVoiceSmall folder
-(bench/models.py), started by ``funasr_widget.serve`` exactly as a class server is: two
-replicas on 127.0.0.1, each with ``ncpu`` = cores / 2 (funasr-server passes none, and
-funasr's default of 4 threads per process oversubscribes a small machine), and nginx in
-front with TLS and a bearer token. Two set-ups are measured:
+Both serve the real-size random-weight SenseVoiceSmall folder (bench/models.py) with two
+replicas of one thread each on 127.0.0.1, behind nginx with TLS and a token, and both stay up
+for the whole run (the idle one costs no CPU):
 
-* one replica, addressed directly (http://127.0.0.1:PORT; the other replica idles);
-* two replicas behind nginx (https, token, least-connections balancing).
+* the class server, ``python -m funasr_widget.serve`` (the Launcher): Ray Serve replicas of
+  the widget's own engine, ``@serve.batch`` across requests;
+* the funasr-server stack (bench/funasr_server_stack.py): two ``funasr-server`` processes,
+  nginx balancing over them (least connections), one request at a time per replica.
 
-For N = 1, 2, 4, 8, N separate processes ("notebooks", each a headless LiveSession with
+For N = 1, 4, 8, 16, N separate processes ("notebooks", each a headless LiveSession with
 FSMN-VAD in-process, on onnxruntime as every remote kernel runs it, and the remote engine)
 feed the scripted speech (sentences with 2 s pauses) in real time, 100 ms chunks, each
-starting at its own offset within one sentence period (the class does not speak in unison). Per N: end of speech -> final segment p50/p95
+starting at its own offset within one sentence period (the class does not speak in unison),
+first to one stack, then to the other. Per N: end of speech -> final segment p50/p95
 (capture of the speech's last sample to the Final event, including the 700 ms end silence
 the VAD waits for), errors (segments with an error, or an utterance with no final), and
-audio seconds served per wall second. Then the kernels' resident memory: a notebook
-process with the remote engine against one with the same model loaded locally.
-Targets: with two replicas, p95 at N=8 within 1.5x of N=1; a remote kernel under 1/4 of a
-local one.
+segments (and audio seconds) served per wall second. Then the kernels' resident memory: a
+notebook process with the remote engine against one with the same model loaded locally.
+Targets: the class server's p95 at N=8 within 1.5x of its N=1; its throughput at N=16 at
+least the funasr-server stack's; a remote kernel under 1/4 of a local one.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ import numpy as np
 from . import common
 
 CHUNK = 1600
-NS = (1, 2, 4, 8)
+NS = (1, 4, 8, 16)
+RAY, OLD = "class server (Ray Serve)", "funasr-server stack"
 FINAL_WAIT_S = 120.0
 
 
@@ -56,7 +59,6 @@ def notebook(args) -> None:
 
     models.set_models_dir(Path(args.vad_dir))
     script = common.script(quick=args.quick)
-    token = Path(args.token_file).read_text().strip() if args.token_file else None
     results = []
     for k, phase in enumerate(phases):
         finals: list = []
@@ -66,13 +68,14 @@ def notebook(args) -> None:
                 finals.append((time.perf_counter(), event.segment))
 
         options = {"server": phase["url"]}
-        if phase.get("auth"):
+        if phase.get("token_file"):  # "token", or the class server's "name token" lines: the first token
+            token = Path(phase["token_file"]).read_text().split()[1 if phase.get("named") else 0]
             options.update(api_key=token, ca_bundle=phase["ca_bundle"])
         vad = phase.get("vad", "fsmn-vad")
         if phase.get("local"):
             session = LiveSession(phase["local"], vad, "cpu", partials=False, listener=listener)
         else:
-            session = LiveSession("custom", vad, "cpu", partials=False, listener=listener, **options)
+            session = LiveSession("auto", vad, "cpu", partials=False, listener=listener, **options)
         ok = session.wait(300) and session.model_state == "ready"
         Path(f"{args.sync}.ready{k}.{args.index}").write_text(json.dumps(session.model_info, default=str))
         go = Path(f"{args.sync}.go{k}")
@@ -117,7 +120,7 @@ def notebook(args) -> None:
                 "last": last,
                 "rss_mb": common.rss_mb(),
                 "model_state": session.model_state,
-                "vad": type(session.recognizer.pipeline.vad).__name__,
+                "vad": type(session.parts()["vad"]).__name__,
                 "imports_torch": "torch" in sys.modules,
             }
         )
@@ -140,7 +143,7 @@ def _wait_files(pattern: str, n: int, timeout: float, procs) -> None:
         time.sleep(0.1)
 
 
-def run_notebooks(n: int, phases: list[dict], args, vad_dir: Path, token_file: Path | None, tmp: Path) -> list[dict]:
+def run_notebooks(n: int, phases: list[dict], args, vad_dir: Path, tmp: Path) -> list[dict]:
     """N notebook processes through every phase; per phase, the figures over all of them."""
     sync = tmp / (f"n{n}-" + re.sub(r"\W+", "-", phases[0]["name"]))  # each run its own sync files
     period_s = 5.0  # about one sentence and its pause
@@ -161,7 +164,6 @@ def run_notebooks(n: int, phases: list[dict], args, vad_dir: Path, token_file: P
             str(vad_dir),
             "--offset-s",
             f"{period_s * i / n:.2f}",
-            *(["--token-file", str(token_file)] if token_file else []),
             *(["--quick"] if args.quick else []),
         ]
         log = open(f"{sync}.log{i}", "w")
@@ -194,6 +196,7 @@ def run_notebooks(n: int, phases: list[dict], args, vad_dir: Path, token_file: P
                     "errors": sum(r["errors"] for r in reports) + sum(not r["ok"] for r in reports),
                     "segments": sum(r["segments"] for r in reports),
                     "served_per_wall_s": sum(r["served_s"] for r in reports) / wall if wall > 0 else None,
+                    "segments_per_wall_s": sum(r["segments"] for r in reports) / wall if wall > 0 else None,
                     "rss_mb": float(np.median([r["rss_mb"] for r in reports])),
                     "vads": sorted({r["vad"] for r in reports}),
                     "imports_torch": any(r["imports_torch"] for r in reports),
@@ -218,70 +221,68 @@ def run_notebooks(n: int, phases: list[dict], args, vad_dir: Path, token_file: P
 
 def main(argv: list[str] | None = None) -> None:
     parser = common.part_args(__doc__.split("\n\n")[0])
-    parser.add_argument("--ns", type=int, nargs="+", default=list(NS), help="notebook counts (default 1 2 4 8)")
+    parser.add_argument("--ns", type=int, nargs="+", default=list(NS), help="notebook counts (default 1 4 8 16)")
     parser.add_argument("--notebook", action="store_true", help=argparse_hidden())
     parser.add_argument("--index", type=int, default=0, help=argparse_hidden())
     parser.add_argument("--sync", help=argparse_hidden())
     parser.add_argument("--phases", help=argparse_hidden())
     parser.add_argument("--vad-dir", help=argparse_hidden())
     parser.add_argument("--offset-s", type=float, default=0.0, help=argparse_hidden())
-    parser.add_argument("--token-file", help=argparse_hidden())
     args = parser.parse_args(argv)
     if args.notebook:
         return notebook(args)
 
-    from funasr_widget.serve import Stack
+    from funasr_widget.serve import Launcher, free_port, tokens
+
+    from .funasr_server_stack import Stack
 
     infos = common.models_for(["sensevoice-small"], args.cache, tiny=args.tiny)
     vad_dir = Path(infos["fsmn-vad"]["path"]).parent
     model = Path(infos["sensevoice-small"]["path"])
     cores = len(os.sched_getaffinity(0))
-    threads = max(cores // 2, 1)
     with tempfile.TemporaryDirectory(prefix="bench-remote-") as tmp:
         tmp = Path(tmp)
         tmp.chmod(0o755)
-        from funasr_widget.serve import free_port
-
+        tokens.create(tmp / "tokens", "bench")
         t = time.perf_counter()
-        stack = Stack(
+        old = Stack(
             model,
             replicas=2,
             port=free_port(),
             listen="127.0.0.1",
             token_file=tmp / "token",
             hostnames=["localhost", "127.0.0.1"],
-            threads=threads,
+            threads=1,
             folder=tmp / "stack",
         )
-        with stack:
+        ray = Launcher(
+            model, tmp / "tokens", tmp / "serve", replicas=2, port=free_port(), listen="127.0.0.1", threads=1
+        )
+        with old, ray:
             started_s = time.perf_counter() - t
-            print(f"remote: 2 replicas + nginx ready in {started_s:.0f} s", file=sys.stderr, flush=True)
-            phases = [
-                {"name": "one replica", "url": stack.workers[0].url},
-                {"name": "two replicas behind nginx", "url": stack.url, "auth": True, "ca_bundle": str(stack.cert)},
-            ]
+            print(f"remote: both stacks ready in {started_s:.0f} s", file=sys.stderr, flush=True)
+            ray_phase = {"name": RAY, "url": ray.url, "token_file": str(tmp / "tokens"), "named": True}
+            ray_phase["ca_bundle"] = str(ray.cert)
+            old_phase = {"name": OLD, "url": old.url, "token_file": str(tmp / "token"), "ca_bundle": str(old.cert)}
             rows = []
             for n in args.ns:
-                rows += run_notebooks(n, phases, args, vad_dir, tmp / "token", tmp)
+                rows += run_notebooks(n, [ray_phase, old_phase], args, vad_dir, tmp)
             # A kernel with no model at all: the energy VAD, the remote engine.
-            light = run_notebooks(
-                1,
-                [{"name": "remote, energy VAD", "url": stack.workers[0].url, "vad": "energy"}],
-                args,
-                vad_dir,
-                None,
-                tmp,
-            )[0]
+            light = run_notebooks(1, [{**ray_phase, "name": "remote, energy VAD", "vad": "energy"}], args, vad_dir, tmp)
         # The kernels' memory: remote (from the runs above) against a kernel with the model loaded.
-        local = run_notebooks(1, [{"name": "local", "url": "", "local": str(model)}], args, vad_dir, None, tmp)[0]
+        local = run_notebooks(1, [{"name": "local", "url": "", "local": str(model)}], args, vad_dir, tmp)[0]
+    light = light[0]
     remote_rss = float(np.median([r["rss_mb"] for r in rows]))
     by = {(r["setup"], r["n"]): r for r in rows}
-    two = [by.get(("two replicas behind nginx", n)) for n in (1, 8)]
-    ratio = (two[1]["latency_ms"]["p95"] / two[0]["latency_ms"]["p95"]) if all(two) else None
+    ends = [by.get((RAY, n)) for n in (1, 8)]
+    ratio = (ends[1]["latency_ms"]["p95"] / ends[0]["latency_ms"]["p95"]) if all(ends) else None
+    top = max(args.ns)
+    busiest = [by.get((setup, top)) for setup in (RAY, OLD)]
+    throughput = busiest[0]["segments_per_wall_s"] / busiest[1]["segments_per_wall_s"] if all(busiest) else None
     result = {
         "model": infos["sensevoice-small"],
         "cores": cores,
-        "threads_per_replica": threads,
+        "threads_per_replica": 1,
         "stack_start_s": started_s,
         "rows": rows,
         "remote_rss_mb": remote_rss,
@@ -291,12 +292,16 @@ def main(argv: list[str] | None = None) -> None:
         "remote_energy_vad_rss_mb": light["rss_mb"],
         "rss_ratio_energy_vad": light["rss_mb"] / local["rss_mb"],
         "p95_ratio_8_vs_1": ratio,
+        "throughput_ratio_vs_funasr_server": throughput,
+        "throughput_at_n": top,
         "sentences": len(common.script(quick=args.quick).intervals_ms),
     }
     print(
         f"remote: kernel RSS {remote_rss:.0f} MB remote vs {local['rss_mb']:.0f} MB local "
-        f"({result['rss_ratio']:.2f}); with the energy VAD {light['rss_mb']:.0f} MB "
-        f"({result['rss_ratio_energy_vad']:.2f}); two replicas p95 N=8 / N=1: " + (f"{ratio:.2f}" if ratio else "-"),
+        f"({result['rss_ratio']:.2f}); class server p95 N=8 / N=1: "
+        + (f"{ratio:.2f}" if ratio else "-")
+        + f"; throughput at N={top}, class server / funasr-server stack: "
+        + (f"{throughput:.2f}" if throughput else "-"),
         file=sys.stderr,
         flush=True,
     )
@@ -312,14 +317,14 @@ def argparse_hidden():
 def table(result: dict) -> str:
     """The RESULTS.md section."""
     lines = [
-        "| set-up | N | end of speech -> final p50 / p95 | errors | segments | audio s served / wall s |",
-        "|---|---|---|---|---|---|",
+        "| set-up | N | end of speech -> final p50 / p95 | errors | segments | segments / s | audio s / wall s |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for r in result["rows"]:
+    for r in sorted(result["rows"], key=lambda r: (r["setup"], r["n"])):
         lat = r["latency_ms"]
         lines.append(
             f"| {r['setup']} | {r['n']} | {lat['p50']:.0f} / {lat['p95']:.0f} ms | {r['errors']} | "
-            f"{r['segments']} | {r['served_per_wall_s']:.2f} |"
+            f"{r['segments']} | {r.get('segments_per_wall_s') or 0:.2f} | {r['served_per_wall_s']:.2f} |"
         )
     return "\n".join(lines)
 

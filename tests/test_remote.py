@@ -1,20 +1,19 @@
-"""The remote engine against real servers on 127.0.0.1: FunASR's own funasr-server (two
-replicas, started once for this module) serving the tiny random-weight SenseVoice folder,
-behind Debian's nginx with TLS (a certificate made here with openssl) and a bearer token,
-started by funasr_widget.serve exactly as the README's class server is.
+"""The remote engine on its own and against a foreign OpenAI-compatible server: FunASR's own
+funasr-server (one process on 127.0.0.1, started once for this module) serving the tiny
+random-weight SenseVoice folder. The class server (Ray Serve behind nginx, the widget's
+own engine) has its tests in test_serve.py.
 
-The tests marked `server` start those processes (about 40 s, once); `-m "not server"`
-skips them. The first tests need no server at all.
+The tests marked `server` start funasr-server (about 40 s, once); `-m "not server"` skips
+them. The first tests need no server.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
-import ssl
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -92,7 +91,7 @@ session = LiveSession("custom", "fsmn-vad", "cpu", partials=False, server="http:
 session.feed(speech.samples, 16000, final=True)
 assert session.wait(60) and session.model_state == "error", session.model_info
 assert len(session.segments) == len(speech.intervals_ms), session.segments
-assert type(session.recognizer.pipeline.vad).__name__ == "FsmnOnnxVad"
+assert type(session.parts()["vad"]).__name__ == "FsmnOnnxVad"
 heavy = sorted(m for m in ("torch", "funasr") if m in sys.modules)
 assert not heavy, heavy
 session.close()
@@ -100,35 +99,6 @@ print("ok")
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
-
-
-def test_the_serve_command_checks_its_arguments(tmp_path, capsys):
-    from funasr_widget import serve
-
-    for argv in (
-        ["--model-path", str(tmp_path / "missing")],
-        ["--model-path", str(tmp_path), "--cert", str(tmp_path / "c.pem")],
-        ["--model-path", str(tmp_path), "--replicas", "0"],
-    ):
-        with pytest.raises(SystemExit) as exit_:
-            serve.main(argv)
-        assert exit_.value.code == 2
-    (tmp_path / "bad-token").write_text("short")
-    with pytest.raises(ValueError, match="16-256"):
-        serve.read_token(tmp_path / "bad-token")
-    token = serve.read_token(tmp_path / "new-token")  # made, private
-    assert serve.TOKEN_RE.match(token) and (tmp_path / "new-token").stat().st_mode & 0o077 == 0
-    conf = serve.nginx_config(
-        tmp_path,
-        listen="127.0.0.1",
-        port=8443,
-        upstreams=[9001, 9002],
-        token=token,
-        cert=tmp_path / "c.pem",
-        key=tmp_path / "k.pem",
-    )
-    assert f'"Bearer {token}" 1;' in conf and "client_max_body_size 20m" in conf
-    assert conf.count("server 127.0.0.1:900") == 2 and 'proxy_set_header Authorization ""' in conf
 
 
 def test_the_server_row_of_diagnose_takes_any_value():
@@ -148,20 +118,20 @@ def test_the_server_row_of_diagnose_takes_any_value():
     assert row.ok is False and "token refused" in row.detail
 
 
-# -- real servers ----------------------------------------------------------------------
+# -- a foreign server: funasr-server -----------------------------------------------------
 
 server = pytest.mark.server
 
 
 def _free_port() -> int:
-    from funasr_widget.serve import free_port
+    from funasr_widget.serve.children import free_port
 
     return free_port()
 
 
 @pytest.fixture(scope="module")
 def served_folder(model_store, tmp_path_factory) -> Path:
-    """The tiny SenseVoice folder with dither off in its config: the server builds its
+    """The tiny SenseVoice folder with dither off in its config: funasr-server builds its
     frontend from the file (the widget's own engine turns dither off in memory)."""
     folder = tmp_path_factory.mktemp("served") / "sensevoice-small"
     shutil.copytree(model_store / "sensevoice-small", folder)
@@ -172,26 +142,35 @@ def served_folder(model_store, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def stack(served_folder, tmp_path_factory):
-    from funasr_widget.serve import Stack
-
-    folder = tmp_path_factory.mktemp("stack")
-    s = Stack(
-        served_folder,
-        replicas=2,
-        port=_free_port(),
-        listen="127.0.0.1",
-        token_file=folder / "token",
-        hostnames=["localhost", "127.0.0.1"],
-        threads=1,
-        folder=folder / "run",
-    )
-    s.start(timeout=240)
-    s.token = (folder / "token").read_text().strip()
+def funasr_server(served_folder, tmp_path_factory):
+    """One funasr-server on 127.0.0.1 (plain http: loopback only), its URL."""
+    script = Path(sys.executable).with_name("funasr-server")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "funasr.bin.server"]
+    port = _free_port()
+    command += ["--host", "127.0.0.1", "--port", str(port), "--device", "cpu", "--model-path", str(served_folder)]
+    log = tmp_path_factory.mktemp("funasr-server") / "server.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
     try:
-        yield s
+        deadline = time.monotonic() + 300
+        while True:
+            assert proc.poll() is None, log.read_text(errors="replace")[-2000:]
+            try:
+                if httpx.get(url + "/health", timeout=2.0, trust_env=False).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "funasr-server did not start"
+            time.sleep(1.0)
+        yield url
     finally:
-        s.stop()
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
 
 
 @pytest.fixture(scope="module")
@@ -208,57 +187,30 @@ def feed_live(target, samples: np.ndarray, final: bool = True) -> None:
         target.feed(samples[i : i + CHUNK], 16_000, final=final and i + CHUNK >= len(samples))
 
 
-def quantised(samples: np.ndarray) -> np.ndarray:
-    """Audio exactly representable in 16-bit WAV, so the server decodes the very samples."""
-    return (np.round(samples * 32767.0) / 32768.0).astype(np.float32)
-
-
-def run_local(folder: Path, samples: np.ndarray) -> list[dict]:
-    session = LiveSession(str(folder), "fsmn-vad", "cpu", partials=False, use_itn=False)
-    try:
-        assert session.wait(120) and session.model_state == "ready", session.model_info
-        feed_live(session, samples)
-        assert session.wait(120)
-        session.raise_if_failed()
-        return list(session.segments)
-    finally:
-        session.close()
-
-
 def spans(segments: list[dict]) -> list[tuple]:
     return [(s["id"], s["start"], s["end"], s["text"]) for s in segments]
 
 
 @pytest.fixture(scope="module")
 def audio(speech) -> np.ndarray:
-    return quantised(speech.samples)
-
-
-@pytest.fixture(scope="module")
-def reference(local_models, served_folder, audio) -> list[dict]:
-    segments = run_local(served_folder, audio)
-    assert len(segments) == 3 and all(s["text"] for s in segments)
-    return segments
-
-
-def requests_seen(stack) -> int:
-    """Transcription requests FunASR itself received (uvicorn's access lines)."""
-    return sum(r.log.read_text(errors="replace").count("POST /v1/audio/transcriptions") for r in stack.workers)
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
+    """The speech exactly representable in 16-bit WAV, so the server decodes the very samples."""
+    return (np.round(speech.samples * 32767.0) / 32768.0).astype(np.float32)
 
 
 @server
-def test_funasr_server_gives_the_local_engines_segments_and_text(stack, reference, audio, local_models):
-    replica = stack.workers[0]
-    session = LiveSession("custom", "fsmn-vad", "cpu", partials=False, server=replica.url)
+def test_funasr_server_gives_the_local_engines_segments_and_text(funasr_server, served_folder, audio, local_models):
+    # funasr-server cannot take use_itn: its SenseVoice text has none, as the kernel's with use_itn=False.
+    session = LiveSession(str(served_folder), "fsmn-vad", "cpu", partials=False, use_itn=False)
+    assert session.wait(120) and session.model_state == "ready", session.model_info
+    feed_live(session, audio)
+    assert session.wait(120)
+    reference = list(session.segments)
+    session.close()
+    assert len(reference) == 3 and all(s["text"] for s in reference)
+
+    session = LiveSession("auto", "fsmn-vad", "cpu", partials=False, server=funasr_server)
     assert session.wait(60) and session.model_state == "ready", session.model_info
-    assert replica.url in session.model_info["message"]
+    assert funasr_server in session.model_info["message"] and session.model_info["name"] == "custom"
     feed_live(session, audio)
     assert session.wait(120)
     session.raise_if_failed()
@@ -267,158 +219,52 @@ def test_funasr_server_gives_the_local_engines_segments_and_text(stack, referenc
 
 
 @server
-def test_behind_nginx_with_tls_and_a_token_then_retranscribe(stack, reference, audio, local_models, monkeypatch):
-    monkeypatch.delenv(TOKEN_ENV, raising=False)
-    w = Transcriber(server=stack.url, api_key=stack.token, ca_bundle=stack.cert, vad="fsmn-vad")
-    assert w.wait(60) and w.model_state == "ready", w.model_info
-    assert w.model_info["name"] == "custom" and w.model_info["server"] == stack.url
-    feed_live(w, audio)
-    assert w.wait(120)
-    assert spans(w.segments) == spans(reference)
-    assert spans(w.retranscribe()) == spans(reference)  # the server's arguments travel with it
-    rows = w.diagnose()
-    row = next(r for r in rows if r.name == "ASR server")
-    assert row.ok is True and "token accepted" in row.detail and "round trip" in row.detail
-    shown = " ".join(
-        [
-            repr(w),
-            str(rows),
-            rows._repr_html_(),
-            repr(w.model_info),
-            w.status,
-            repr(w.error),
-            repr(w._live.recognizer.pipeline._engine),
-        ]
-    )
-    assert stack.token not in shown
-    w.close()
-
-    # The token from the environment.
-    monkeypatch.setenv(TOKEN_ENV, stack.token)
-    session = LiveSession("custom", "energy", "cpu", partials=False, server=stack.url, ca_bundle=stack.cert)
+def test_a_foreign_server_gets_only_the_fields_it_takes(funasr_server, local_models):
+    """funasr-server lists no options: language goes along (OpenAI's field), use_itn and
+    hotword are refused when loading, with the reason."""
+    session = LiveSession("auto", "energy", "cpu", server=funasr_server, language="en")
     assert session.wait(60) and session.model_state == "ready", session.model_info
     session.close()
+    for option in ({"use_itn": False}, {"hotword": "word"}):
+        session = LiveSession("auto", "energy", "cpu", server=funasr_server, **option)
+        assert session.wait(60) and session.model_state == "error"
+        message = session.model_info["message"]
+        assert f"does not take {next(iter(option))}" in message and "takes language" in message
+        assert session.model_info["code"] == "server-options"
+        session.close()
 
 
 @server
-def test_nginx_refuses_a_missing_or_wrong_token_before_funasr_sees_it(stack, audio, monkeypatch, tmp_path):
-    monkeypatch.delenv(TOKEN_ENV, raising=False)
-    before = requests_seen(stack)
-    wav = remote.wav_bytes(audio[: 3 * 16000])
-    url = stack.url + "/v1/audio/transcriptions"
-    for headers in ({}, {"Authorization": "Bearer wrong-token-0123456789"}, {"Authorization": stack.token}):
-        r = httpx.post(
-            url,
-            headers=headers,
-            files={"file": ("a.wav", wav, "audio/wav")},
-            data={"model": "custom"},
-            verify=ssl.create_default_context(cafile=str(stack.cert)),
-            trust_env=False,
-        )
-        assert r.status_code == 401 and "bearer token" in r.text
-    # The widget says what failed and how to give the token, and never shows it.
-    for key in (None, "wrong-token-0123456789"):
-        s = LiveSession("custom", "energy", "cpu", server=stack.url, ca_bundle=stack.cert, api_key=key)
-        assert s.wait(30) and s.model_state == "error"
-        assert "Authentication failed" in s.model_info["message"] and TOKEN_ENV in s.model_info["hint"]
-        assert stack.token not in repr(s.model_info)
-        s.close()
-    # An untrusted certificate (no ca_bundle): refused, and the fix named.
-    s = LiveSession("custom", "energy", "cpu", server=stack.url, api_key=stack.token)
-    assert s.wait(30) and s.model_state == "error" and "ca_bundle" in s.model_info["message"]
-    s.close()
-    assert requests_seen(stack) == before  # nothing reached FunASR
-    # Too large a body: nginx's limit, the reason in words, for that segment only.
-    engine = remote.RemoteEngine(stack.url, api_key=stack.token, ca_bundle=stack.cert)
-    with pytest.raises(remote.RemoteError, match="too large.*413"):
-        engine.transcribe(np.zeros(16000 * 700, np.float32))
-    engine.close()
-    assert requests_seen(stack) == before
-
-
-@server
-def test_replicas_killed_mid_session_lose_no_segment_and_keep_order(stack, audio, served_folder, local_models):
-    from funasr_widget.serve import wait_healthy
-
-    expected = run_local(served_folder, np.tile(audio, 4))
-    assert len(expected) == 12
-    w = Transcriber(server=stack.url, api_key=stack.token, ca_bundle=stack.cert, vad="fsmn-vad")
-    assert w.wait(60) and w.model_state == "ready", w.model_info
-    w.session.set_partials(False)
-    a, b = stack.workers
-    try:
-        feed_live(w, audio, final=False)
-        assert w.wait(60) and len(w.segments) == 3
-
-        a.stop(signal.SIGKILL)  # one replica dies: nginx passes the requests to the other
-        feed_live(w, audio, final=False)
-        assert w.wait(60) and len(w.segments) == 6
-        assert not any(s.get("error") for s in w.segments)
-        a.start()
-        wait_healthy([a], 240)
-
-        b.stop(signal.SIGKILL)  # the other one dies: the restarted one takes over
-        a_before = a.log.read_text(errors="replace").count("POST /v1/audio/transcriptions")
-        feed_live(w, audio, final=False)
-        assert w.wait(60) and len(w.segments) == 9
-        assert a.log.read_text(errors="replace").count("POST /v1/audio/transcriptions") > a_before
-
-        a.stop(signal.SIGKILL)  # all replicas down: the segments wait, with their audio
-        feed_live(w, audio, final=True)
-        assert w.wait(60)
-        wait_for(lambda: "Waiting for the engine" in w.status, 30, "the backlog in status")
-        assert len(w.segments) == 9 and "502" in w.status
-        restart = [threading.Thread(target=r.start) for r in (a, b)]
-        for t in restart:
-            t.start()
-        for t in restart:
-            t.join()
-        wait_healthy([a, b], 240)
-        wait_for(lambda: len(w.segments) == 12, 90, "the waiting segments")
-    finally:
-        for r in (a, b):  # leave the module's stack as it was
-            if not r.alive():
-                r.start()
-        wait_healthy([a, b], 240)
-        w.close()
-    assert [s["id"] for s in w.segments] == list(range(12))
-    assert spans(w.segments) == spans(expected)  # every segment, in order, with the right audio
-    assert "engine is back" in w.status
-
-
-@server
-def test_a_server_down_at_start_then_load_model_resumes(stack, reference, audio, local_models):
+def test_a_server_down_at_start_then_load_model_resumes(funasr_server, audio, local_models):
     w = Transcriber(server=f"http://127.0.0.1:{_free_port()}", vad="fsmn-vad")
     assert w.wait(30) and w.model_state == "error"
     feed_live(w, audio)  # capture and the VAD go on; the segments come without text
     assert w.wait(60)
-    assert [s[:3] for s in spans(w.segments)] == [s[:3] for s in spans(reference)]
-    assert not any(s["text"] for s in w.segments)
-    w.load_model("custom", server=stack.workers[1].url)
+    assert len(w.segments) == 3 and not any(s["text"] for s in w.segments)
+    w.load_model("auto", server=funasr_server)
     assert w.wait(60) and w.model_state == "ready", w.model_info
-    assert spans(w.retranscribe()) == spans(reference)
+    assert all(s["text"] for s in w.retranscribe())
     w.close()
 
 
-def _feed_real_time(target, samples: np.ndarray) -> None:
-    for i in range(0, len(samples), CHUNK):
-        target.feed(samples[i : i + CHUNK], 16_000, final=i + CHUNK >= len(samples))
-        time.sleep(0.1)
+def _requests_seen(log: Path) -> int:
+    return log.read_text(errors="replace").count("POST /v1/audio/transcriptions")
 
 
 @server
-def test_partials_over_the_wire_only_when_asked(stack, audio, local_models):
+def test_partials_over_the_wire_only_when_asked(funasr_server, audio, local_models, tmp_path_factory):
+    log = next(Path(tmp_path_factory.getbasetemp()).glob("funasr-server*/server.log"))
     first = audio[: int(3.5 * 16000)]  # the lead-in and the first sentence, still open at the end
     for asked in (False, True):
-        w = Transcriber(server=stack.workers[0].url, vad="fsmn-vad", server_partials=asked)
+        w = Transcriber(server=funasr_server, vad="fsmn-vad", server_partials=asked)
         assert w.wait(60) and w.model_state == "ready"
         partials = []
         w.observe(lambda change, partials=partials: partials.append(change["new"]), "partial")
-        before = requests_seen(stack)
+        before = _requests_seen(log)
         for i in range(0, len(first), CHUNK):
             w.feed(first[i : i + CHUNK], 16_000)
             time.sleep(0.1)
         assert w.wait(30)
         assert bool([p for p in partials if p]) is asked
-        assert (requests_seen(stack) > before) is asked  # no segment has closed yet: only partials
+        assert (_requests_seen(log) > before) is asked  # no segment has closed yet: only partials
         w.close()

@@ -60,8 +60,8 @@ OPTIONS = {
     "server_partials": ((bool,), "also send the open segment for partial text (off: finals only)"),
 }
 REMOTE_OPTIONS = ("server", "api_key", "ca_bundle", "server_partials")
-# What the server's API cannot take (funasr-server's form has model, language, response_format).
-NOT_REMOTE = ("use_itn", "hotword", "punctuation", "trust_remote_code", "partials_model", "timestamps")
+# What no server's API takes (language, use_itn and hotword go where the server lists them: remote.py).
+NOT_REMOTE = ("punctuation", "trust_remote_code", "partials_model", "timestamps")
 # Options that change what is loaded (the rest only change how each call decodes).
 LOAD_OPTIONS = ("punctuation", "trust_remote_code")
 
@@ -76,7 +76,7 @@ def check_options(options: dict) -> dict:
         if local_only:
             raise TypeError(
                 f"{', '.join(local_only)}: not available with server= (the server decides "
-                "how it decodes; its API takes model and language)"
+                "what it loads; a request takes model, language, use_itn and hotword)"
             )
     for name, value in options.items():
         if name in REMOTE_OPTIONS:

@@ -1,6 +1,12 @@
 """The remote engine: each closed segment goes to an inference server as 16 kHz mono
-16-bit WAV through the OpenAI-compatible ``POST /v1/audio/transcriptions`` that FunASR's
-own ``funasr-server`` and vLLM (Fun-ASR-Nano) speak. The kernel keeps the VAD.
+16-bit WAV through the OpenAI-compatible ``POST /v1/audio/transcriptions`` that the class
+server (``python -m funasr_widget.serve``), FunASR's own ``funasr-server`` and vLLM
+(Fun-ASR-Nano) speak. The kernel keeps the VAD.
+
+The model options go along where the server says it takes them: the class server lists
+them under its model in ``GET /v1/models`` (``"options": ["language", "use_itn"]``); a
+server that lists none is taken to accept OpenAI's ``language`` only, and an option it
+cannot take is refused when loading, with the reason (never silently dropped).
 
 Failures are sorted for the pipeline: a server that cannot be reached, times out or
 answers 429/502/503/504 raises EngineUnavailable (the segment waits, with its audio,
@@ -33,7 +39,10 @@ from .base import Decoder, EngineUnavailable
 from .segment import MIN_SAMPLES
 
 TOKEN_ENV = "FUNASR_WIDGET_API_KEY"
-DEFAULT_MODEL = "custom"  # funasr-server's name for the folder given with --model-path
+DEFAULT_MODEL = "auto"  # the server's only model (funasr-server calls its --model-path folder "custom")
+# The options a request may carry, as form fields: sent only to a server that lists them.
+REQUEST_OPTIONS = ("language", "use_itn", "hotword")
+OPENAI_OPTIONS = ["language"]  # what an OpenAI-compatible server that lists nothing takes
 CONNECT_TIMEOUT_S = 3.0
 READ_TIMEOUT_S = (15.0, 1.0, 120.0)  # base + per second of audio, capped: the server queues requests
 PARTIAL_TIMEOUT_S = 2.0  # a partial that cannot come quickly is not worth waiting for
@@ -190,7 +199,8 @@ class RemoteEngine(Decoder):
         ca_bundle=None,
         server_partials: bool = False,
         language: str | None = None,
-        **_ignored,
+        use_itn: bool | None = None,
+        hotword: str | list | tuple | None = None,
     ):
         httpx = require("httpx", "remote", "A remote engine (server=)")
         self.url = check_server(server)
@@ -199,7 +209,9 @@ class RemoteEngine(Decoder):
         self.device = self.url
         self.path = None
         self.partials = bool(server_partials)
-        self.options = {"language": language} if language else {}
+        given = {"language": language, "use_itn": use_itn, "hotword": hotword}
+        self.options = {k: v for k, v in given.items() if v is not None}
+        self.accepts: list[str] = []  # the options the server takes (check() asks it)
         if api_key is None and os.environ.get(TOKEN_ENV, "").strip():
             api_key = Secret(os.environ[TOKEN_ENV].strip())
         elif isinstance(api_key, str):
@@ -283,17 +295,44 @@ class RemoteEngine(Decoder):
                 code="server-failed",
             )
         try:
-            served = [str(m.get("id")) for m in response.json().get("data", [])]
+            entries = [m for m in response.json().get("data", []) if isinstance(m, dict)]
         except (ValueError, AttributeError):
-            served = []
+            entries = []
+        served = [str(m.get("id")) for m in entries]
+        if self.model == DEFAULT_MODEL:  # the server's only model, or funasr-server's folder
+            self.name = self.model = served[0] if len(served) == 1 else "custom"
         if served and self.model not in served:
             raise ModelLoadError(
                 f"The ASR server {self.url} does not serve the model {self.model!r}; it serves {', '.join(served)}.",
-                "Pass model= one of those (funasr-server names its --model-path "
-                "folder 'custom'; vLLM uses the name it was started with).",
+                "Pass model= one of those (the class server serves its --model-path folder "
+                "under the folder's name, funasr-server as 'custom', vLLM under the name it was "
+                "started with), or model='auto' for a server's only model.",
                 code="server-model",
             )
+        entry = next((m for m in entries if str(m.get("id")) == self.model), {})
+        listed = entry.get("options")
+        self.accepts = [o for o in listed if o in REQUEST_OPTIONS] if isinstance(listed, list) else OPENAI_OPTIONS
+        refused = sorted(set(self.options) - set(self.accepts))
+        if refused:
+            raise ModelLoadError(
+                f"The ASR server {self.url} does not take {', '.join(refused)} for {self.model!r}; "
+                f"it takes {', '.join(self.accepts) or 'no option'}.",
+                f"Leave {', '.join(refused)} out with this server, or serve the model with "
+                "python -m funasr_widget.serve, which takes the options the model has.",
+                code="server-options",
+            )
         return {"models": served, "rtt_ms": self.rtt_ms}
+
+    def _form(self) -> dict:
+        """The options as form fields: booleans as true/false, a word list space-separated."""
+        fields = {}
+        for name, value in self.options.items():
+            if isinstance(value, bool):
+                value = "true" if value else "false"
+            elif isinstance(value, (list, tuple)):
+                value = " ".join(value)
+            fields[name] = value
+        return fields
 
     def transcribe_partial(self, samples: np.ndarray) -> dict:
         """The open segment's text so far, with a short timeout (a late partial is useless)."""
@@ -306,7 +345,7 @@ class RemoteEngine(Decoder):
         seconds = len(samples) / SAMPLE_RATE
         base, per_s, cap = READ_TIMEOUT_S
         timeout = PARTIAL_TIMEOUT_S if partial else min(base + per_s * seconds, cap)
-        data = {"model": self.model, "response_format": "verbose_json", **self.options}
+        data = {"model": self.model, "response_format": "verbose_json", **self._form()}
         audio = wav_bytes(samples)
         response = self._request(
             "POST",
@@ -346,7 +385,7 @@ def probe(server: str, model: str = DEFAULT_MODEL, *, api_key=None, ca_bundle=No
         info["token"] = engine._token is not None  # whether one is sent, never what it is
         engine.check()
         info.update(reachable=True, authenticated=True, model=True, rtt_ms=engine.rtt_ms)
-        info["message"] = f"model {model!r} served"
+        info["message"] = f"model {engine.model!r} served"
     except ModelLoadError as err:
         text = err.message
         info["message"] = text
@@ -366,12 +405,13 @@ def probe(server: str, model: str = DEFAULT_MODEL, *, api_key=None, ca_bundle=No
 
 
 def load_remote(model: str, progress=None, **options) -> RemoteEngine:
-    """A RemoteEngine whose server was checked (reachable, token taken, model served)."""
+    """A RemoteEngine whose server was checked (reachable, token taken, model served, the
+    options taken); ``model="auto"``: the server's only model."""
     options = {
         **check_remote_options({k: options.get(k) for k in ("server", "api_key", "ca_bundle", "server_partials")}),
-        **({"language": options["language"]} if options.get("language") else {}),
+        **{k: options[k] for k in REQUEST_OPTIONS if options.get(k) is not None},
     }
-    name = DEFAULT_MODEL if model in (None, "auto") else str(model)
+    name = DEFAULT_MODEL if model is None else str(model)
     if progress:
         progress(None, f"checking the ASR server {options['server']}")
     engine = RemoteEngine(options.pop("server"), name, **options)

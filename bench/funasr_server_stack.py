@@ -1,7 +1,5 @@
-"""One ASR server for a class: N replicas of FunASR's own ``funasr-server`` behind nginx.
-
-    python -m funasr_widget.serve --model-path models/sensevoice-small --replicas 2 \\
-        --port 8443 --token-file ~/.funasr-token [--cert cert.pem --key key.pem] [--device cpu]
+"""The class server as it was before Ray Serve, kept as the benchmark's baseline (bench/remote.py)
+and nothing else: N replicas of FunASR's own ``funasr-server`` behind nginx.
 
 * Each replica is a real ``funasr-server`` (the funasr wheel's console script; it needs
   ``pip install funasr-widget[server]``) bound to 127.0.0.1 on its own port: it has no
@@ -15,13 +13,10 @@
 * No certificate given: a self-signed one is made with openssl (for the host names and
   addresses in ``--hostname``); give its path to the notebooks as ``ca_bundle=``.
 * No token file: a random token is written there (mode 600). The token is never printed.
-
-Ctrl-C (or SIGTERM) stops nginx and every replica.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import secrets
@@ -398,95 +393,3 @@ class Stack:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def _interrupt(*_) -> None:
-    raise KeyboardInterrupt
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
-    )
-    parser.add_argument("--model-path", required=True, type=Path, help="a local model folder (served as 'custom')")
-    parser.add_argument("--replicas", type=int, default=2, help="funasr-server processes (default 2)")
-    parser.add_argument("--port", type=int, default=8443, help="nginx's HTTPS port (default 8443)")
-    parser.add_argument(
-        "--listen", default="0.0.0.0", help="nginx's address (default 0.0.0.0; 127.0.0.1 for this machine only)"
-    )
-    parser.add_argument(
-        "--token-file",
-        type=Path,
-        default=Path("~/.funasr-widget-token").expanduser(),
-        help="the bearer token's file; created with a random token if missing",
-    )
-    parser.add_argument("--cert", type=Path, help="TLS certificate (PEM); default: a self-signed one")
-    parser.add_argument("--key", type=Path, help="the certificate's key (PEM)")
-    parser.add_argument(
-        "--hostname",
-        action="append",
-        default=None,
-        help="host name or address for the self-signed certificate (repeatable)",
-    )
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="torch threads per replica (default: funasr's 4; on a small machine give cores / replicas)",
-    )
-    parser.add_argument("--max-body", default=MAX_BODY, help=f"largest request body (default {MAX_BODY})")
-    parser.add_argument(
-        "--folder", type=Path, help="where nginx's config, logs and the certificate go (default: a temporary folder)"
-    )
-    args = parser.parse_args(argv)
-    if not args.model_path.is_dir():
-        parser.error(f"--model-path {args.model_path} is not a folder")
-    if (args.cert is None) != (args.key is None):
-        parser.error("--cert and --key go together")
-    if args.replicas < 1:
-        parser.error("--replicas must be at least 1")
-    names = args.hostname or ["localhost", "127.0.0.1", socket.gethostname()]
-    stack = Stack(
-        args.model_path.resolve(),
-        args.replicas,
-        args.port,
-        args.listen,
-        args.token_file,
-        args.cert,
-        args.key,
-        args.device,
-        names,
-        args.max_body,
-        args.threads,
-        args.folder,
-    )
-    signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop: the same clean-up as Ctrl-C
-    try:
-        print(f"Starting {args.replicas} funasr-server replica(s) on 127.0.0.1 (about 40 s)...", flush=True)
-        stack.start()
-        print(
-            f"Serving {args.model_path} at {stack.url.replace('127.0.0.1', names[0])} "
-            f"(model 'custom'; token in {args.token_file}"
-            + ("" if args.cert else f"; self-signed certificate {stack.cert}: pass it as ca_bundle=")
-            + "). Logs in "
-            + str(stack.folder)
-            + ". Ctrl-C stops.",
-            flush=True,
-        )
-        while True:
-            time.sleep(2.0)
-            dead = [r for r in stack.workers if not r.alive()]
-            for r in dead:  # a replica that crashed comes back; nginx skips it meanwhile
-                print(f"replica on port {r.port} exited ({r.proc.returncode}); restarting", flush=True)
-                r.start()
-            if stack.nginx.poll() is not None:
-                raise RuntimeError("nginx exited; see " + str(stack.folder / "error.log"))
-    except KeyboardInterrupt:
-        print("Stopping.", flush=True)
-    finally:
-        stack.stop()
-
-
-if __name__ == "__main__":
-    main()
