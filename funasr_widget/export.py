@@ -44,6 +44,12 @@ def export(model: str | os.PathLike, quantize: bool = False, progress: Progress 
         raise TypeError(f"quantize must be True or False, got {quantize!r}")
     report = progress or (lambda fraction, message: None)
     folder = models.resolve(str(model))
+    if not (folder / "model.pt").is_file():
+        raise models.ModelLoadError(
+            f"{folder} has no model.pt: the export is written from the torch weights.",
+            "Fetch the model's torch files first: funasr_widget.models.fetch(name).",
+            code="weights-missing",
+        )
     require("onnx", "export", "Exporting a model to ONNX")
     report(None, f"loading {folder.name} with funasr")
     auto = _torch.auto_model(folder, "cpu")

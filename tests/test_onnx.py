@@ -286,6 +286,10 @@ def test_fetch_onnx_takes_the_hubs_onnx_repository(tmp_path, onnx_store, monkeyp
     }
     with pytest.raises(ModelLoadError, match="only an ONNX export"):
         load_engine("sensevoice-small", "cpu", runtime="torch")
+    from funasr_widget.export import export
+
+    with pytest.raises(ModelLoadError, match="no model.pt"):
+        export("sensevoice-small")
 
 
 def test_fetch_onnx_adds_the_export_to_a_torch_folder(tmp_path, onnx_store, monkeypatch):
