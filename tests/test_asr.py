@@ -162,7 +162,7 @@ def test_corrupt_model_pt(models_at, tmp_path):
     assert str(folder) in err.value.message and "corrupt" in err.value.hint
 
 
-def test_cuda_without_a_gpu():
+def test_cuda_without_a_gpu(models_at):
     import torch
 
     if torch.cuda.is_available():
