@@ -33,6 +33,7 @@ import numpy as np
 
 from . import models, samples
 from .audio import SAMPLE_RATE, level_db
+from .dependencies import installed
 
 # The tiny model that stands in for a model samples.BUILDERS cannot build, by ModelSpec.streaming.
 _STAND_IN = {True: "paraformer-zh-streaming", False: "sensevoice-small"}
@@ -177,7 +178,8 @@ def demo_model(name: str = "sensevoice-small") -> Choice:
     if name == "auto":
         from ._torch import resolve_device
 
-        name = models.default_model(resolve_device("auto"))
+        # a kernel without torch (the [onnx] extra) runs on the CPU
+        name = models.default_model(resolve_device("auto") if installed("torch") else "cpu")
     spec = models.spec(name)
     if spec is None or spec.kind != "asr":
         raise ValueError(
