@@ -268,6 +268,29 @@ def main(argv: list[str] | None = None) -> None:
     }
     args.json.write_text(json.dumps(result, indent=1))
     print(table(result))
+    if not args.tiny:
+        write_section(result)
+
+
+MARK = "<!-- bench/onnx.py -->"
+
+
+def write_section(result: dict) -> None:
+    """This run's table as the ONNX section of bench/RESULTS.md (replacing the last one)."""
+    doc = Path(__file__).with_name("RESULTS.md")
+    text = doc.read_text() if doc.exists() else ""
+    if text.count(MARK) >= 2:  # the last run's section, from its mark to its closing mark
+        start, end = text.index(MARK), text.index(MARK, text.index(MARK) + 1) + len(MARK)
+        text = text[:start].rstrip("\n") + "\n" + text[end:].lstrip("\n")
+    section = (
+        f"\n{MARK}\n## ONNX runtime against torch (bench/onnx.py)\n\n"
+        f"{result['model']}, {result['machine']}, {result['date']}; `{result['command']}`. Each engine in its own "
+        "process, in turn; decode = one segment through the engine (no word times), least of the repeats; "
+        "transcribe() = the scripted speech through FSMN-VAD and the engine (funasr: its own "
+        "AutoModel(model, vad_model).generate). ONNX processes import neither torch nor funasr.\n\n"
+        f"{table(result)}\n{MARK}\n"
+    )
+    doc.write_text(text + section)
 
 
 if __name__ == "__main__":
