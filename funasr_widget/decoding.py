@@ -354,8 +354,8 @@ class DecodeQueue:
         seg, engine, vad = cutter.open, self.engine, cutter.vad
         if not self.partials or seg is None or engine is None or vad is None or engine.streaming or self._waiting:
             return  # finals waiting go first
-        if not engine.partials:
-            return  # an engine that declines partials (a remote one, unless asked)
+        if not engine.partials or self._speculation is not None:
+            return  # an engine that declines partials (a remote one, unless asked); or the end is decoded
         if seg.id != self._partial_segment:  # a new segment: its first partial is due
             self._partial_segment, self._last_partial, self._partial_pos = seg.id, 0.0, 0
         now = time.monotonic()
