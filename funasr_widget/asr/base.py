@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +30,7 @@ class LoadedModel:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class Decoder(Protocol):
+class Decoder:
     """Everything the pipeline asks of an engine (local, remote, 2-pass), with the usual
     answers as defaults: an engine class derives from this and overrides what differs.
 
