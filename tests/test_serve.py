@@ -14,6 +14,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import ssl
@@ -499,3 +500,55 @@ def test_sighup_stops_everything_and_the_backlog_survives_a_restart(model_store,
         if w is not None:
             w.close()
         stop(s)
+
+
+@server
+def test_the_widget_through_tls_and_a_token_never_shows_it(class_server, audio, models_at, monkeypatch):
+    from funasr_widget import Transcriber
+
+    s = class_server
+    monkeypatch.delenv(remote.TOKEN_ENV, raising=False)
+    w = Transcriber(server=s.url, api_key=s.token(), ca_bundle=str(s.cert), vad="fsmn-vad")
+    assert w.wait(60) and w.model_state == "ready", w.model_info
+    assert w.model_info["name"] == "sensevoice-small" and w.model_info["server"] == s.url
+    feed_live(w, audio)
+    assert w.wait(120) and len(w.segments) == 3
+    assert spans(w.retranscribe()) == spans(w.segments)  # the server's arguments travel with it
+    rows = w.diagnose()
+    row = next(r for r in rows if r.name == "ASR server")
+    assert row.ok is True and "token accepted" in row.detail
+    shown = " ".join([repr(w), str(rows), rows._repr_html_(), repr(w.model_info), w.status, repr(w.error)])
+    assert s.token() not in shown
+    w.close()
+    # A wrong or missing token, or an untrusted certificate: the reason and the fix, never the token.
+    for options in ({"api_key": "wrong-token-0123456789abc"}, {}):
+        session = LiveSession("auto", "energy", "cpu", server=s.url, ca_bundle=str(s.cert), **options)
+        assert session.wait(30) and session.model_state == "error"
+        assert "Authentication failed" in session.model_info["message"]
+        assert remote.TOKEN_ENV in session.model_info["hint"]
+        session.close()
+    session = LiveSession("auto", "energy", "cpu", server=s.url, api_key=s.token())
+    assert session.wait(30) and session.model_state == "error" and "ca_bundle" in session.model_info["message"]
+    session.close()
+    # Too large a body: nginx's limit, the reason in words, for that segment only.
+    engine = remote.RemoteEngine(s.url, api_key=s.token(), ca_bundle=str(s.cert))
+    with pytest.raises(remote.RemoteError, match="too large.*413"):
+        engine.transcribe(np.zeros(16000 * 200, np.float32))
+    engine.close()
+
+
+@server
+def test_two_nodes_and_the_second_killed_mid_load_loses_no_request(model_store, audio, tmp_path):
+    """A Ray head and a second Ray node on this machine (separate processes, one CPU each, so
+    one replica each), inside a network namespace with only `lo` (tests/serving/two_nodes.py);
+    the second node is killed with requests in flight: every request is answered."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("a network namespace of its own needs root and unshare")
+    np.save(tmp_path / "audio.npy", audio)
+    script = Path(__file__).parent / "serving" / "two_nodes.py"
+    command = ["unshare", "-n", sys.executable, str(script), str(model_store / "sensevoice-small"), str(tmp_path)]
+    out = subprocess.run([*command, str(tmp_path / "audio.npy")], capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["replicas"] == {"head": 1, "second": 1}
+    assert result["codes"] == [200] * 12 and result["after"] == 200

@@ -31,6 +31,9 @@ MAX_SECONDS = 60.0  # per request: 60 s of 16-bit PCM is 1.9 MB
 WATCH_S = 1.0
 SIZE_RE = re.compile(r"^(\d+)([kKmM]?)$")
 RAY_START_S, RAY_STOP_S, HEAD_TRIES, START_BOOST = 120.0, 30.0, 5, 10
+# No Python workers started ahead of need: at start-up they would compete with the agents the
+# raylet waits for (see _start_head); the replicas start their own.
+QUIET_START = {"RAY_enable_worker_prestart": "0", "RAY_prestart_worker_first_driver": "0"}
 # `ray start`'s ports, chosen here: fixed defaults would clash with a second cluster on the host,
 # and with dynamic ones the raylet gives its agents 15 s to report theirs, which a busy small
 # machine misses (the raylet then aborts).
@@ -128,12 +131,13 @@ class Launcher:
             cpus = max(os.cpu_count() or 1, self.replicas * (self.threads or 1))
             command = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block"]
             command += [f"--port={port}", f"--num-cpus={cpus}", "--node-ip-address=127.0.0.1"]
-            command += ["--include-dashboard=false", "--disable-usage-stats"]
+            command += ["--include-dashboard=false", "--include-log-monitor=false", "--disable-usage-stats"]
             command += [f"--{name}={free_port()}" for name in RAY_PORTS]
             start = log_path.stat().st_size if log_path.exists() else 0
             with open(log_path, "ab") as log:
                 self._ray_head = subprocess.Popen(
                     command,
+                    env={**os.environ, **QUIET_START},
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
