@@ -28,6 +28,7 @@ import ssl
 import time
 import wave
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -378,7 +379,14 @@ class RemoteEngine(Decoder):
 def probe(server: str, model: str = DEFAULT_MODEL, *, api_key=None, ca_bundle=None, **_ignored) -> dict:
     """For diagnose(): {url, reachable, authenticated, token, model, rtt_ms, message}; never raises,
     never holds the token."""
-    info = {"url": server, "reachable": None, "authenticated": None, "model": None, "rtt_ms": None, "message": ""}
+    info: dict[str, Any] = {
+        "url": server,
+        "reachable": None,
+        "authenticated": None,
+        "model": None,
+        "rtt_ms": None,
+        "message": "",
+    }
     engine = None
     try:
         engine = RemoteEngine(server, model, api_key=api_key, ca_bundle=ca_bundle)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any, cast
 
 import numpy as np
 from ray import serve
@@ -42,7 +43,7 @@ class Recognizer:
         engine = load_engine(model_path, device, timestamps=False)
         if not isinstance(engine, SegmentEngine):
             raise ValueError(f"{model_path} is a streaming model; the class server serves segment models")
-        self._engines = {(): engine}
+        self._engines: dict[tuple[tuple[str, Any], ...], SegmentEngine] = {(): engine}
         self.options = accepted_options(engine.architecture)
         self._busy_since: float | None = None
 
@@ -52,7 +53,9 @@ class Recognizer:
     def _engine(self, options: dict) -> SegmentEngine:
         key = tuple(sorted(options.items()))
         if key not in self._engines:  # shares the loaded model (load_engine's cache), other options
-            self._engines[key] = load_engine(self.model_path, self.device, timestamps=False, **check_options(dict(key)))
+            # the same model file with other decoding options: a segment engine like the first
+            engine = load_engine(self.model_path, self.device, timestamps=False, **check_options(dict(key)))
+            self._engines[key] = cast(SegmentEngine, engine)
         return self._engines[key]
 
     def _decode(self, requests: list[tuple[np.ndarray, dict]]) -> list[dict]:

@@ -225,10 +225,16 @@ class Nginx:
                     ) from None
                 time.sleep(0.2)
 
+    @property
+    def _started(self) -> subprocess.Popen:
+        """The master process, which start() made."""
+        assert self.proc is not None, "nginx was not started"
+        return self.proc
+
     def reload(self, students: dict[str, str]) -> None:
         """New tokens: the config rewritten, then SIGHUP (nginx re-reads it; old workers finish)."""
         self.write(students)
-        self.proc.send_signal(signal.SIGHUP)
+        self._started.send_signal(signal.SIGHUP)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -242,7 +248,7 @@ class Nginx:
                 log.replace(log.with_suffix(".log.1"))
                 rotated = True
         if rotated and self.alive():
-            self.proc.send_signal(signal.SIGUSR1)
+            self._started.send_signal(signal.SIGUSR1)
 
     def stop(self) -> None:
         if self.alive():
@@ -251,10 +257,10 @@ class Nginx:
 
     def _kill(self) -> None:
         try:
-            os.killpg(self.proc.pid, signal.SIGTERM)  # its workers are in its group
-            self.proc.wait(10)
+            os.killpg(self._started.pid, signal.SIGTERM)  # its workers are in its group
+            self._started.wait(10)
         except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
+            os.killpg(self._started.pid, signal.SIGKILL)
+            self._started.wait(5)
         except ProcessLookupError:
             pass
