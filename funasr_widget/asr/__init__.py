@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import cast
 
 from .. import _cache, _torch, models
 from .._torch import resolve_device
@@ -22,7 +23,7 @@ from ..errors import ModelLoadError
 from ..keywords import OPTION, check_names
 from ..models import Progress
 from . import nano, onnx, remote
-from .base import Decoder, LoadedModel
+from .base import Decoder, Engine, LoadedModel
 from .device import load_with_fallback
 from .segment import SegmentEngine
 from .streaming import StreamingEngine
@@ -191,7 +192,7 @@ def _two_pass(model, device: str, progress: Progress | None, options: dict) -> T
             f"model={str(model)!r} is a streaming model: in 2-pass recognition it is the partials_model.",
             f"Transcriber(model='sensevoice-small', partials_model={str(model)!r})",
         )
-    return TwoPassEngine(first, second)
+    return TwoPassEngine(cast(Engine, first), cast(Engine, second))  # both local: no server= here
 
 
 def _load(

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Decoder
-from .segment import SegmentEngine
-from .streaming import StreamingEngine
+from .base import Decoder, Engine
 
 
 class TwoPassEngine(Decoder):
     streaming = True  # the pipeline streams the open segment into the first pass
     two_pass = True  # ... and decodes the closed one with the second
 
-    def __init__(self, first: StreamingEngine, second: SegmentEngine):
+    def __init__(self, first: Engine, second: Engine):  # a streaming engine, then a segment one (torch or ONNX)
         self.first, self.second = first, second
         self.name, self.path, self.device = second.name, second.path, second.device
         self.architecture, self.model, self.options = second.architecture, second.model, second.options
