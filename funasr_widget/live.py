@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +63,8 @@ class LiveSession:
             self._journal = Journal.create(max_seconds) if autosave else None
         self.segments: list[dict] = list(resume.segments) if resume is not None else []
         self.partial = ""
-        self.model_state, self.model_info = "none", {}
+        self.model_state = "none"
+        self.model_info: dict[str, Any] = {}
         self.problems: collections.deque[Problem] = collections.deque(maxlen=100)
         self._lock = threading.RLock()
         self._listener = listener
