@@ -493,7 +493,8 @@ def test_sighup_stops_everything_and_the_backlog_survives_a_restart(model_store,
         s = launch(model_store / "sensevoice-small", tmp_path / "server", students, replicas=1, port=s.port)
         w.feed(np.zeros(CHUNK, np.float32), 16_000, final=True)
         assert w.wait(300)
-        assert [seg["id"] for seg in w.segments] == list(range(6)) and not w.stats()["given_up"]
+        seen = [(seg["id"], seg["start"], seg["end"], seg.get("error")) for seg in w.segments]
+        assert [seg["id"] for seg in w.segments] == list(range(6)) and not w.stats()["given_up"], (seen, w.stats())
         texts = [seg["text"] for seg in w.segments]
         assert texts[3:] == texts[:3] and all(texts)  # the same speech again, decoded after the restart
     finally:

@@ -184,7 +184,7 @@ class Launcher:
 
     def start(self) -> Launcher:
         students = self._read_tokens()
-        if self.cert is None:
+        if self.cert is None or self.key is None:
             self.cert, self.key = self_signed(self.folder, self.hostnames)
         self._start_ray()
         from ray import serve
@@ -197,15 +197,16 @@ class Launcher:
             listen=self.listen,
             port=self.port,
             upstream=self.serve_port,
-            cert=Path(self.cert).resolve(),
-            key=Path(self.key).resolve(),
+            cert=self.cert.resolve(),
+            key=self.key.resolve(),
             max_body=self.max_body,
         )
         self.nginx.start(students)
         return self
 
     def tick(self) -> None:
-        """Once per WATCH_S: new tokens to nginx; logs bounded; nginx alive."""
+        """Once per WATCH_S (after start()): new tokens to nginx; logs bounded; nginx alive."""
+        assert self.nginx is not None, "start() first"
         if not self.nginx.alive():
             raise RuntimeError(f"nginx exited; see {self.folder / 'error.log'}")
         self.nginx.rotate_logs()
