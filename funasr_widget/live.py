@@ -24,10 +24,6 @@ from .events import Event, Final, ModelState, Partial, Problem, VadChanged, join
 from .journal import Journal, SavedSession
 from .recognizer import Recognizer
 from .session import AudioSession
-from .vad import DEFAULTS
-
-# The VAD knobs' defaults as a widget shows them: a number for the threshold (fsmn-vad's own).
-VAD_DEFAULTS = {**DEFAULTS, "speech_threshold": 0.6}
 
 Listener = Callable[[Event], None]
 
@@ -68,7 +64,7 @@ class LiveSession:
         self.problems: collections.deque[Problem] = collections.deque(maxlen=100)
         self._lock = threading.RLock()
         self._listener = listener
-        self._callbacks: list[Callable[[dict], None]] = []
+        self._callbacks: list[list[Callable[[dict], None]]] = []  # [callback], one per subscription
         self._closed = False
         self.recognizer = Recognizer(
             model,
@@ -88,6 +84,7 @@ class LiveSession:
         # A resumed session's new segments follow its own: ids after its last, times after its audio.
         self._first_id = max((s["id"] for s in self.segments), default=-1) + 1
         self._start_s = self.audio.recording.seconds
+        self._next_id = self._first_id  # ids are never given twice (retranscribe() included)
 
     @staticmethod
     def check(model, vad, device, max_seconds, vad_params: dict, options: dict, *, autosave=True, resume=None) -> None:
@@ -102,16 +99,30 @@ class LiveSession:
 
     # -- listeners -------------------------------------------------------------------
 
-    def on_segment(self, callback: Callable[[dict], None]) -> None:
+    def on_segment(self, callback: Callable[[dict], None]) -> Callable[[], None]:
+        """Call `callback(segment)` for every final segment from now on; returns a function
+        that unsubscribes it (calling that again does nothing)."""
         if not callable(callback):
             raise TypeError(f"on_segment needs a function taking a segment dict, got {callback!r}")
-        self._callbacks.append(callback)
+        token = [callback]  # one subscription, even when the same function is subscribed twice
+        with self._lock:
+            self._callbacks.append(token)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if any(entry is token for entry in self._callbacks):
+                    self._callbacks = [entry for entry in self._callbacks if entry is not token]
+
+        return unsubscribe
 
     def _on_event(self, event: Event) -> None:
         failed = None
-        if isinstance(event, Final) and (self._first_id or self._start_s):
-            event = Final(continued(event.segment, self._first_id, self._start_s))
         with self._lock:
+            if isinstance(event, Final):
+                if self._first_id or self._start_s:
+                    event = Final(continued(event.segment, self._first_id, self._start_s))
+                self._next_id = max(self._next_id, event.segment["id"] + 1)
+            callbacks = list(self._callbacks)
             if isinstance(event, ModelState):
                 self.model_state, self.model_info = event.state, dict(event.info)
             elif isinstance(event, Partial):
@@ -126,7 +137,7 @@ class LiveSession:
         if self._listener is not None:
             self._call(self._listener, event, "an observer of the widget's traits")
         if isinstance(event, Final):
-            for callback in list(self._callbacks):
+            for (callback,) in callbacks:
                 self._call(callback, dict(event.segment), f"the on_segment callback {_name(callback)}")
         if failed is not None:
             self._on_event(failed)
@@ -148,7 +159,6 @@ class LiveSession:
                 "to_dataframe(). Free disk space (or fix the sessions folder) for the next session.",
             )
         return None
-
 
     def _call(self, fn, arg, what: str) -> None:
         try:
@@ -314,7 +324,7 @@ class LiveSession:
                 "Load one with load_model(name), wait() for it, then retranscribe().",
             )
         name, device, options = self.recognizer.model_spec
-        return transcribe(
+        segments = transcribe(
             self.audio.recording.samples,
             SAMPLE_RATE,
             model=name,
@@ -323,6 +333,11 @@ class LiveSession:
             **self.recognizer.vad_params,
             **options,
         )
+        # New ids, after every id given so far; the live pipeline's later ones come after these.
+        with self._lock:
+            first, self._next_id = self._next_id, self._next_id + len(segments)
+            self._first_id += len(segments)
+        return [{**segment, "id": first + i} for i, segment in enumerate(segments)]
 
     def raise_if_failed(self) -> None:
         """For offline use: a model that did not load, or any background failure, raises."""
@@ -414,4 +429,4 @@ def transcribe(
     return list(session.segments)
 
 
-__all__ = ["LiveSession", "RecognitionError", "VAD_DEFAULTS", "joined", "transcribe"]
+__all__ = ["LiveSession", "RecognitionError", "joined", "transcribe"]
