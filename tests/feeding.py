@@ -1,4 +1,5 @@
-"""Feeding audio to a widget as a live microphone would, for the tests."""
+"""Feeding audio to a widget as a live microphone would, and watching what it sends back,
+for the tests."""
 
 import time
 
@@ -30,3 +31,21 @@ def partials_mid_sentence(widget, speech) -> list:
     widget.feed(np.zeros(CHUNK, np.float32))
     assert widget.wait(timeout=60)
     return partials
+
+
+class Sent:
+    """The custom messages the kernel sends to the page, recorded from the widget's comm."""
+
+    def __init__(self, widget):
+        self.messages: list[dict] = []
+        send = widget.comm.send
+
+        def recording(data=None, metadata=None, buffers=None):
+            if isinstance(data, dict) and data.get("method") == "custom":
+                self.messages.append(data["content"])
+            return send(data=data, metadata=metadata, buffers=buffers)
+
+        widget.comm.send = recording
+
+    def of(self, kind: str) -> list[dict]:
+        return [m for m in self.messages if m.get("type") == kind]

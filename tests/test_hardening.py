@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 import traitlets
-from feeding import feed_live
+from feeding import Sent, feed_live
 
 from funasr_widget import RecognitionError, Transcriber, VadExplorer, transcribe
 from funasr_widget.asr import ModelLoadError
@@ -291,24 +291,6 @@ def test_many_option_values_share_one_loaded_model_and_release_frees_it(models_a
 
 
 # -- the same-widget, two-tab case -----------------------------------------------------------
-
-
-class Sent:
-    """What the kernel sends to the front end (custom messages), from the widget's comm."""
-
-    def __init__(self, widget):
-        self.messages = []
-        send = widget.comm.send
-
-        def recording(data=None, metadata=None, buffers=None):
-            if isinstance(data, dict) and data.get("method") == "custom":
-                self.messages.append(data["content"])
-            return send(data=data, metadata=metadata, buffers=buffers)
-
-        widget.comm.send = recording
-
-    def of(self, kind):
-        return [m for m in self.messages if m.get("type") == kind]
 
 
 def chunk(view, seq, samples, final=False):

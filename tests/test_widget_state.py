@@ -17,7 +17,7 @@ import time
 import numpy as np
 import pytest
 import traitlets
-from feeding import CHUNK
+from feeding import CHUNK, Sent
 
 from funasr_widget import Transcriber
 
@@ -56,24 +56,6 @@ def page_update(widget, **state) -> None:
 def page_message(widget, content: dict, buffers=()) -> None:
     """A custom message from the page (anywidget's model.send), through the same comm path."""
     widget._handle_msg({"content": {"data": {"method": "custom", "content": content}}, "buffers": list(buffers)})
-
-
-class Sent:
-    """The custom messages the kernel sends to the page."""
-
-    def __init__(self, widget):
-        self.messages: list[dict] = []
-        send = widget.comm.send
-
-        def recording(data=None, metadata=None, buffers=None):
-            if isinstance(data, dict) and data.get("method") == "custom":
-                self.messages.append(data["content"])
-            return send(data=data, metadata=metadata, buffers=buffers)
-
-        widget.comm.send = recording
-
-    def of(self, kind: str) -> list[dict]:
-        return [m for m in self.messages if m.get("type") == kind]
 
 
 def never_forged(widget) -> list:
