@@ -26,6 +26,28 @@ from .models import Progress
 
 
 @contextmanager
+def _seaco_without_hotwords() -> Iterator[None]:
+    """SeACo-Paraformer exported as its encoder, CIF predictor and decoder (funasr's
+    BiCifParaformer export: log-probabilities, token count, and the upsampled CIF weights and
+    peaks the word times come from), which is what funasr's torch path decodes when no hotwords
+    are given. funasr's own SeACo export writes a graph that always mixes in the hotword head
+    (bias_embed in, no no-hotword path) and hard-codes the real model's sizes (a 512-wide bias
+    embedding, NO_BIAS id 8377), so it fails on any other size."""
+    from funasr.models.bicif_paraformer import export_meta
+    from funasr.models.seaco_paraformer.model import SeacoParaformer
+
+    def export(model, **kwargs):
+        return export_meta.export_rebuild_model(model, **{"max_seq_len": 512, **kwargs})
+
+    original = SeacoParaformer.export
+    SeacoParaformer.export = export
+    try:
+        yield
+    finally:
+        SeacoParaformer.export = original
+
+
+@contextmanager
 def _legacy_exporter() -> Iterator[None]:
     """torch.onnx.export with ``dynamo=False`` while funasr's export calls it."""
     torch = require("torch", "asr", "Exporting a model to ONNX")
@@ -55,7 +77,7 @@ def export(model: str | os.PathLike, quantize: bool = False, progress: Progress 
     auto = _torch.auto_model(folder, "cpu")
     report(None, f"exporting {folder.name} to ONNX" + (" (and int8)" if quantize else ""))
     with tempfile.TemporaryDirectory(prefix=".export-", dir=folder) as scratch:
-        with _legacy_exporter(), _torch.quiet():
+        with _legacy_exporter(), _seaco_without_hotwords(), _torch.quiet():
             auto.export(type="onnx", quantize=quantize, output_dir=scratch, device="cpu")
         written = []
         for file in sorted(Path(scratch).glob("*.onnx")):

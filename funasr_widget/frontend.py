@@ -1,5 +1,6 @@
 """FunASR's speech frontend without torch or funasr: the features its models are fed, for the
-models run on onnxruntime (asr/onnx.py, vad/fsmn_onnx.py).
+models run on onnxruntime (asr/onnx*.py, vad/fsmn_onnx.py), and the folder's config and token
+list as funasr reads them.
 
 The steps are funasr's ``WavFrontend``, with the folder's own ``frontend_conf``:
 kaldi-native-fbank filter banks (funasr's fbank when torchaudio is absent) of the samples
@@ -45,6 +46,19 @@ def read_config(folder: Path) -> dict:
             if isinstance(value, dict) and isinstance(config.get(section), dict):
                 config[section] = {**config[section], **value}
     return config
+
+
+def read_tokens(folder: Path, config: dict) -> list[str]:
+    """A character-vocabulary model's token list (Paraformer, ct-punc): the file its
+    ``tokenizer_conf`` names (``token_list``), else tokens.json or tokens.txt (one a line), as
+    funasr's tokenizer reads them. FileNotFoundError when there is none."""
+    named = (config.get("tokenizer_conf") or {}).get("token_list")
+    candidates = [folder / Path(named).name] if isinstance(named, str) else []
+    for path in [*candidates, folder / "tokens.json", folder / "tokens.txt"]:
+        if path.is_file():
+            text = path.read_text(encoding="utf-8")
+            return list(json.loads(text)) if path.suffix == ".json" else [line.rstrip() for line in text.splitlines()]
+    raise FileNotFoundError(f"{folder} has no token list (tokens.json or tokens.txt)")
 
 
 def fbank_options(frontend: dict):

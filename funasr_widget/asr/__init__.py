@@ -158,14 +158,9 @@ def load_engine(model: str, device: str = "auto", progress: Progress | None = No
     if choice.runtime == "onnx":  # onnxruntime, without torch (asr/onnx.py)
         if device not in ("auto", "cpu"):
             raise ModelLoadError(f"runtime='onnx' runs on the CPU, not {device!r}.", "Use device='cpu'.")
-        if options.get("punctuation"):
-            raise ModelLoadError(
-                "punctuation=True needs ct-punc on torch: runtime='onnx' has no punctuation model yet.",
-                "Leave punctuation out (SenseVoice punctuates with use_itn=True), or use runtime='torch'.",
-            )
         spec = models.spec(str(model))
         loaded = onnx.load(path, architecture(path), spec.name if spec else path.name, choice)
-        engine = onnx.OnnxSegmentEngine(loaded, options)
+        engine = onnx.OnnxSegmentEngine(loaded, options, progress, choice.precision)  # ct-punc too
     else:
         device = resolve_device(device)
         load = {k: bool(options.get(k)) for k in LOAD_OPTIONS}

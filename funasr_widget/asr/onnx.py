@@ -4,11 +4,16 @@ model's own features (frontend.py) and decoded as funasr decodes it.
 
 * SenseVoiceSmall (``model.onnx``: LFR features after am.mvn, a language and a text-norm id ->
   CTC logits): greedy CTC, the same tags, and word times from the same CTC forced alignment
-  funasr's ``output_timestamp=True`` runs.
+  funasr's ``output_timestamp=True`` runs. Here.
+* paraformer-zh (SeacoParaformer, without hotwords: ``hotword=`` needs runtime='torch'): CIF
+  tokens, funasr's text clean-up and its CIF-peak token times (asr/onnx_paraformer.py).
+* ct-punc for ``punctuation=True``, applied to each segment's text as funasr applies it
+  (asr/onnx_punc.py).
 
 An engine here is the torch engine's twin (asr/segment.py): the same options, the same result
 dicts, built on a :class:`LoadedModel` whose ``auto`` is the ONNX model. Loading picks
-``model_quant.onnx`` (int8) when the folder has one, else ``model.onnx`` (fp32).
+``model_quant.onnx`` (int8) when the folder has one, else ``model.onnx`` (fp32); ct-punc's file
+is of the same precision. A model family is registered in MODELS (architecture -> its class).
 """
 
 from __future__ import annotations
@@ -19,18 +24,21 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import _cache, _torch
+from .. import _cache, _torch, models
 from ..dependencies import install_hint, installed, require
 from ..errors import ModelLoadError
 from ..frontend import Frontend, read_config
+from ..models import Progress
 from ..onnx_session import check_inputs, export_command, open_session
 from . import timestamps
 from .base import Engine, LoadedModel
+from .onnx_paraformer import ParaformerOnnx
+from .onnx_punc import CtPuncOnnx
 from .segment import MIN_SAMPLES, parse_tags
 
 FP32, INT8 = "model.onnx", "model_quant.onnx"
-SUPPORTED = ("SenseVoiceSmall",)
 RUNTIMES = ("torch", "onnx", "auto")
+HOTWORDS = "SeacoParaformer"  # its hotwords need SeACo's own graph, which this runtime does not run
 
 
 @dataclass(frozen=True)
@@ -121,7 +129,7 @@ def load(folder: Path, architecture: str, name: str, choice: Choice) -> LoadedMo
     if choice.file is None or architecture not in SUPPORTED:
         raise no_export(folder, architecture)
     path = Path(folder) / choice.file
-    model = _cache.shared(("asr-onnx", str(folder), "cpu", choice.file), lambda: SenseVoiceOnnx(path))
+    model = _cache.shared(("asr-onnx", str(folder), "cpu", choice.file), lambda: MODELS[architecture](path))
     return LoadedModel(
         model, name=name, path=Path(folder), device="cpu", architecture=architecture, notes=(choice.describe(),)
     )
@@ -269,14 +277,45 @@ def _words(stamps: list[tuple[str, float, float]]) -> dict:
     return {"timestamp": times, "words": words}
 
 
+# The model families this runtime runs: architecture (config.yaml's ``model:``) -> the class
+# that loads its export. Each has ``generate(samples, language, use_itn, times) -> dict``.
+MODELS: dict[str, type] = {"SenseVoiceSmall": SenseVoiceOnnx, "SeacoParaformer": ParaformerOnnx}
+SUPPORTED = tuple(MODELS)
+
+
+def punctuation_model(precision: str | None, progress: Progress | None = None) -> CtPuncOnnx:
+    """The ct-punc folder's export (of ``precision``, else the one it has), once per file."""
+    folder = models.fetch("ct-punc", progress, runtime="onnx")
+    wanted = (INT8, FP32) if precision == "int8" else (FP32, INT8)
+    file = next((f for f in wanted if (folder / f).is_file()), None)
+    if file is None:
+        raise ModelLoadError(
+            f"punctuation=True on runtime='onnx' needs ct-punc's ONNX export, and {folder} has none.",
+            f"Write it once where torch and funasr are installed: {export_command(folder)}",
+            code="onnx-missing",
+        )
+    return _cache.shared(("punc-onnx", str(folder), "cpu", file), lambda: CtPuncOnnx(folder / file))
+
+
 class OnnxSegmentEngine(Engine):
     """A segment engine on onnxruntime: what SegmentEngine gives, without torch."""
 
-    def __init__(self, loaded: LoadedModel, options: dict):
+    def __init__(
+        self, loaded: LoadedModel, options: dict, progress: Progress | None = None, precision: str | None = None
+    ):
         super().__init__(loaded, options)
         self._language = self.options.get("language") or "auto"
         self._use_itn = self.options.get("use_itn", True)
         self._times = bool(self.options.get("timestamps", True))
+        if self.architecture == HOTWORDS and self.options.get("hotword"):
+            raise ModelLoadError(
+                "hotword= needs SeACo-Paraformer's hotword graph, which runtime='onnx' does not run "
+                "(funasr's SeACo export is fixed to the real model's sizes and always mixes the hotword "
+                "head in).",
+                "Use runtime='torch' (pip install 'funasr-widget[asr]') for hotwords, or leave hotword out.",
+                code="onnx-unsupported",
+            )
+        self._punctuation = punctuation_model(precision, progress) if self.options.get("punctuation") else None
 
     @property
     def gives_words(self) -> bool:
@@ -288,6 +327,8 @@ class OnnxSegmentEngine(Engine):
         if len(samples) < MIN_SAMPLES:
             return {"text": ""}
         result = self.model.generate(samples, self._language, self._use_itn, self._times)
+        if self._punctuation is not None:  # as funasr: ct-punc over the model's whole text, tags and all
+            result["text"] = self._punctuation.punctuate(str(result.get("text", "")))
         parsed = parse_tags(str(result.get("text", "")))
         found = timestamps.words(self.architecture, result, parsed["text"]) if self._times else None
         if found is not None:
