@@ -192,6 +192,27 @@ def align(recorded: np.ndarray, reference: np.ndarray) -> tuple[int, float]:
     return lag, float(np.dot(a, b) / denom) if denom > 0 else 0.0
 
 
+def slips(recorded: np.ndarray, reference: np.ndarray, lag: int, window: int = 8000) -> list[tuple[float, int, float]]:
+    """Per window of the recording: its start (s), the lag that fits it best within 50 ms of
+    `lag`, and the correlation there. For failure messages: a low overall correlation with
+    every window high tells a time slip of the capture (samples skipped or repeated by a
+    starved audio thread) from audio that arrived wrong."""
+    out = []
+    for start in range(max(lag, 0), len(recorded) - window, window):
+        a = recorded[start : start + window].astype(np.float64)
+        best = (lag, 0.0)
+        for local in range(lag - 800, lag + 801, 16):
+            f0 = start - local
+            if f0 < 0 or f0 + window > len(reference):
+                continue
+            b = reference[f0 : f0 + window].astype(np.float64)
+            denom = np.sqrt(np.dot(a, a) * np.dot(b, b))
+            if denom > 0 and np.dot(a, b) / denom > best[1]:
+                best = (local, float(np.dot(a, b) / denom))
+        out.append((round(start / 16000, 2), *best))
+    return out
+
+
 # -- the JupyterLab server ------------------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 import pytest
-from browser_harness import ARTIFACTS, INSECURE_HOST, align, wait_for
+from browser_harness import ARTIFACTS, INSECURE_HOST, align, slips, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -147,7 +147,10 @@ def test_record_speech(lab, mic_browser, notebook, speech, tmp_path):
     # all of the take: about as long as the button was on "Stop"
     assert run["wall_s"] - 1.5 <= len(audio) / RATE <= run["wall_s"] + 0.5, (len(audio) / RATE, run["wall_s"])
     # it is the speech that was played, resampled to 16 kHz mono
-    assert corr >= 0.9, f"recorded audio correlates {corr:.3f} with the source (lag {lag} samples)"
+    assert corr >= 0.9, (
+        f"recorded audio correlates {corr:.3f} with the source (lag {lag} samples); per 0.5 s window "
+        f"(start s, best lag, correlation): {slips(audio, speech.reference, lag)}"
+    )
     # the UI moved: meter and clock
     assert len({round(m, 1) for m in run["meter"]}) >= 3 and max(run["meter"]) > 30, run["meter"]
     assert seconds(run["clocks"][0]) <= 1 and seconds(run["clocks"][-1]) >= 4, run["clocks"]
