@@ -78,7 +78,12 @@ def export(model: str | os.PathLike, quantize: bool = False, progress: Progress 
     report(None, f"exporting {folder.name} to ONNX" + (" (and int8)" if quantize else ""))
     with tempfile.TemporaryDirectory(prefix=".export-", dir=folder) as scratch:
         with _legacy_exporter(), _seaco_without_hotwords(), _torch.quiet():
-            auto.export(type="onnx", quantize=quantize, output_dir=scratch, device="cpu")
+            if type(auto.model).__name__ == "ParaformerStreaming":  # with its look-back caches
+                from . import export_streaming
+
+                export_streaming.export(auto.model, Path(scratch), quantize)
+            else:
+                auto.export(type="onnx", quantize=quantize, output_dir=scratch, device="cpu")
         written = []
         for file in sorted(Path(scratch).glob("*.onnx")):
             os.replace(file, folder / file.name)

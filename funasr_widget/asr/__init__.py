@@ -22,7 +22,7 @@ from ..dependencies import installed, require
 from ..errors import ModelLoadError
 from ..keywords import OPTION, check_names
 from ..models import Progress
-from . import nano, onnx, remote
+from . import nano, onnx, onnx_streaming, remote
 from .base import Decoder, Engine, LoadedModel
 from .device import load_with_fallback
 from .segment import SegmentEngine
@@ -160,7 +160,10 @@ def load_engine(model: str, device: str = "auto", progress: Progress | None = No
             raise ModelLoadError(f"runtime='onnx' runs on the CPU, not {device!r}.", "Use device='cpu'.")
         spec = models.spec(str(model))
         loaded = onnx.load(path, architecture(path), spec.name if spec else path.name, choice)
-        engine = onnx.OnnxSegmentEngine(loaded, options, progress, choice.precision)  # ct-punc too
+        if loaded.architecture in STREAMING:  # asr/onnx_streaming.py
+            engine = onnx_streaming.OnnxStreamingEngine(loaded, options)
+        else:
+            engine = onnx.OnnxSegmentEngine(loaded, options, progress, choice.precision)  # ct-punc too
     else:
         device = resolve_device(device)
         load = {k: bool(options.get(k)) for k in LOAD_OPTIONS}

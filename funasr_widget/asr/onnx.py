@@ -34,6 +34,7 @@ from . import timestamps
 from .base import Engine, LoadedModel
 from .onnx_paraformer import ParaformerOnnx
 from .onnx_punc import CtPuncOnnx
+from .onnx_streaming import ParaformerStreamingOnnx
 from .segment import MIN_SAMPLES, parse_tags
 
 FP32, INT8 = "model.onnx", "model_quant.onnx"
@@ -279,7 +280,11 @@ def _words(stamps: list[tuple[str, float, float]]) -> dict:
 
 # The model families this runtime runs: architecture (config.yaml's ``model:``) -> the class
 # that loads its export. Each has ``generate(samples, language, use_itn, times) -> dict``.
-MODELS: dict[str, type] = {"SenseVoiceSmall": SenseVoiceOnnx, "SeacoParaformer": ParaformerOnnx}
+MODELS: dict[str, type] = {
+    "SenseVoiceSmall": SenseVoiceOnnx,
+    "SeacoParaformer": ParaformerOnnx,
+    "ParaformerStreaming": ParaformerStreamingOnnx,  # a streaming engine: onnx_streaming.py
+}
 SUPPORTED = tuple(MODELS)
 
 
