@@ -32,7 +32,7 @@ def _seaco_without_hotwords() -> Iterator[None]:
     peaks the word times come from), which is what funasr's torch path decodes when no hotwords
     are given. funasr's own SeACo export writes a graph that always mixes in the hotword head
     (bias_embed in, no no-hotword path) and hard-codes the real model's sizes (a 512-wide bias
-    embedding, NO_BIAS id 8377), so it fails on any other size."""
+    embedding, NO_BIAS id 8377, a seaco decoder of at least 3 blocks), so it fails on any other."""
     from funasr.models.bicif_paraformer import export_meta
     from funasr.models.seaco_paraformer.model import SeacoParaformer
 

@@ -9,6 +9,8 @@ model's own features (frontend.py) and decoded as funasr decodes it.
   tokens, funasr's text clean-up and its CIF-peak token times (asr/onnx_paraformer.py).
 * ct-punc for ``punctuation=True``, applied to each segment's text as funasr applies it
   (asr/onnx_punc.py).
+* paraformer-zh-streaming: encoder and decoder graphs with their look-back state
+  (asr/onnx_streaming.py, its own engine).
 
 An engine here is the torch engine's twin (asr/segment.py): the same options, the same result
 dicts, built on a :class:`LoadedModel` whose ``auto`` is the ONNX model. Loading picks
