@@ -53,16 +53,23 @@ test-wheel: wheel models
 			bin/python -m pytest -m browser $(CURDIR)/tests/browser/test_recognition.py || exit 1; \
 	done
 
-# The same wheel as users get it with no extras and with only [remote] (no torch, no funasr),
-# each in a fresh venv with pytest alone beside it; tests/test_installed_extras.py then runs from
-# inside the venv (so the source tree is not importable) and checks what that install promises.
-test-extras: wheel models
-	for extras in bare remote; do \
+# The same wheel as users get it with no extras, with only [remote] and with only [onnx] (no
+# torch, no funasr), each in a fresh venv with pytest alone beside it; tests/test_installed_extras.py
+# then runs from inside the venv (so the source tree is not importable) and checks what that
+# install promises. Its models: the real FSMN-VAD and a tiny SenseVoiceSmall with its ONNX export,
+# made here with torch and funasr, as a user makes them once (`python -m funasr_widget.models export`).
+EXTRAS_MODELS := build/extras-models
+$(EXTRAS_MODELS)/sensevoice-small/model_quant.onnx: | python
+	$(PY) -m funasr_widget.samples --out $(EXTRAS_MODELS) fsmn-vad sensevoice-small
+	$(PY) -m funasr_widget.models export $(EXTRAS_MODELS)/sensevoice-small --quantize
+
+test-extras: wheel $(EXTRAS_MODELS)/sensevoice-small/model_quant.onnx
+	for extras in bare remote onnx; do \
 		venv=build/venv-$$extras; \
 		rm -rf $$venv && python3 -m venv $$venv || exit 1; \
 		$$venv/bin/python -m pip install -q --disable-pip-version-check pytest pytest-timeout \
 			"$$(echo $(WHEEL))$$([ $$extras = bare ] || echo "[$$extras]")" || exit 1; \
-		(cd $$venv && FUNASR_WIDGET_TEST_EXTRAS=$$extras FUNASR_WIDGET_MODELS=$(CURDIR)/models \
+		(cd $$venv && FUNASR_WIDGET_TEST_EXTRAS=$$extras FUNASR_WIDGET_MODELS=$(CURDIR)/$(EXTRAS_MODELS) \
 			bin/python -m pytest -q $(CURDIR)/tests/test_installed_extras.py) || exit 1; \
 	done
 

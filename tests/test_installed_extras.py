@@ -1,12 +1,14 @@
-"""The package as users install it with no extras, and with only ``[remote]``: what each
-promises works, torch and funasr are never imported, and asking for what an install lacks
-raises the error that names the extra which brings it.
+"""The package as users install it with no extras, with only ``[remote]`` and with only
+``[onnx]``: what each promises works, torch and funasr are never imported, and asking for what
+an install lacks raises the error that names the extra which brings it.
 
-`make test-extras` installs the wheel (and pytest) into two fresh venvs, build/venv-bare and
-build/venv-remote, and runs this file from inside each with FUNASR_WIDGET_TEST_EXTRAS set to
-"bare" or "remote" and FUNASR_WIDGET_MODELS to the models folder (`make models`: the real
-FSMN-VAD weights). Without that variable the tests are skipped: the development venv has
-every extra, so they would prove nothing there.
+`make test-extras` installs the wheel (and pytest) into three fresh venvs, build/venv-bare,
+build/venv-remote and build/venv-onnx, and runs this file from inside each with
+FUNASR_WIDGET_TEST_EXTRAS set to "bare", "remote" or "onnx" and FUNASR_WIDGET_MODELS to a models
+folder holding the real FSMN-VAD weights and a tiny SenseVoiceSmall with its ONNX export (made
+with torch and funasr beforehand, as a user runs `python -m funasr_widget.models export` once).
+Without that variable the tests are skipped: the development venv has every extra, so they
+would prove nothing there.
 """
 
 from __future__ import annotations
@@ -27,10 +29,13 @@ SOURCE = Path(__file__).resolve().parents[1]
 STACK = ("torch", "funasr")  # what neither install may bring in
 
 pytestmark = pytest.mark.skipif(
-    EXTRAS not in ("bare", "remote"), reason="set FUNASR_WIDGET_TEST_EXTRAS=bare|remote in a venv with only that"
+    EXTRAS not in ("bare", "remote", "onnx"),
+    reason="set FUNASR_WIDGET_TEST_EXTRAS=bare|remote|onnx in a venv with only that",
 )
 bare = pytest.mark.skipif(EXTRAS != "bare", reason="a promise of the install without extras")
 remote = pytest.mark.skipif(EXTRAS != "remote", reason="a promise of the [remote] install")
+onnx = pytest.mark.skipif(EXTRAS != "onnx", reason="a promise of the [onnx] install")
+no_torch_extra = pytest.mark.skipif(EXTRAS == "remote", reason="[remote] runs no local model")
 
 
 def stack_imported() -> list[str]:
@@ -73,9 +78,12 @@ def assert_names_its_extra(err: BaseException, missing: str) -> None:
     assert missing.replace("_", "-") in brought, f"[{extra}] brings {sorted(brought)}"
 
 
+MODELS = Path(os.environ.get("FUNASR_WIDGET_MODELS", SOURCE / "models"))
+
+
 @pytest.fixture(scope="module")
 def fsmn_folder() -> Path:
-    folder = Path(os.environ.get("FUNASR_WIDGET_MODELS", SOURCE / "models")) / "fsmn-vad"
+    folder = MODELS / "fsmn-vad"
     assert (folder / "model.onnx").is_file(), f"{folder}: run `make models`"
     return folder
 
@@ -86,7 +94,7 @@ def test_the_installed_copy_runs_without_the_recognition_stack():
     installed = Path(sysconfig.get_paths()["purelib"]).resolve()
     assert Path(funasr_widget.__file__).resolve().is_relative_to(installed), "not the installed copy"
     assert [name for name in STACK if importlib.util.find_spec(name)] == []
-    assert (importlib.util.find_spec("onnxruntime") is not None) == (EXTRAS == "remote")
+    assert (importlib.util.find_spec("onnxruntime") is not None) == (EXTRAS in ("remote", "onnx"))
 
 
 def test_capture_only_widget_keeps_the_audio_and_finds_speech(speech):
@@ -134,7 +142,7 @@ def test_fsmn_vad_names_the_extra_it_needs(fsmn_folder):
     assert stack_imported() == []
 
 
-@bare
+@no_torch_extra
 def test_a_torch_model_names_the_extra_it_needs():
     import funasr_widget
 
@@ -188,4 +196,34 @@ def test_a_remote_engine_kernel_cuts_with_fsmn_vad_while_its_server_is_down(spee
         assert len(widget.audio) == len(speech.samples)
     finally:
         widget.close()
+    assert stack_imported() == []
+
+
+@onnx
+def test_a_local_model_transcribes_on_onnxruntime(speech, fsmn_folder):
+    """The [onnx] kernel: SenseVoiceSmall's int8 export and FSMN-VAD on onnxruntime, offline and
+    live through the widget, the same segments both ways; the VAD explorer runs too."""
+    from funasr_widget import Transcriber, VadExplorer, transcribe
+
+    folder = str(MODELS / "sensevoice-small")
+    offline = transcribe(speech.samples, 16000, model=folder, vad="fsmn-vad")
+    assert_covers(offline, speech.intervals_ms)
+    assert len(offline) == len(speech.intervals_ms), offline
+    assert all({"id", "start", "end", "text"} <= set(s) for s in offline), offline
+
+    widget = Transcriber(model=folder, vad="fsmn-vad")
+    try:
+        feed_blocks(widget, speech.samples)
+        assert widget.wait(120)
+        assert widget.model_state == "ready", widget.model_info
+        runtime = widget.model_info["runtime"]
+        assert (runtime["runtime"], runtime["file"]) == ("onnx", "model_quant.onnx"), runtime
+        assert "torch or funasr is not installed" in runtime["reason"], runtime
+        assert widget.vad == "fsmn-vad"  # not the energy fallback
+        assert widget.segments == offline
+    finally:
+        widget.close()
+
+    explorer = VadExplorer(speech.samples, 16000, vad="fsmn-vad")
+    assert_covers(explorer.segment(), speech.intervals_ms)
     assert stack_imported() == []
