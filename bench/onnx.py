@@ -116,7 +116,7 @@ def child(kind: str, folder: Path, vad: Path, reps: int, quick: bool) -> dict:
     }
 
 
-def _folders(cache: Path, tiny: bool, log) -> tuple[Path, Path, Path]:
+def exported_folders(cache: Path, tiny: bool, log) -> tuple[Path, Path, Path]:
     """SenseVoiceSmall (real size) with its export, a view of it with the fp32 file only,
     and the FSMN-VAD folder (with its model.onnx)."""
     from . import models as bench_models
@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
     def log(*a):
         print(*a, file=sys.stderr, flush=True)
 
-    sv, fp32, vad = _folders(args.cache, args.tiny, log)
+    sv, fp32, vad = exported_folders(args.cache, args.tiny, log)
     engines = {}
     for kind in KINDS:
         folder = fp32 if kind == "onnx-fp32" else sv

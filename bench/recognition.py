@@ -65,11 +65,11 @@ def live(
     name: str, info: dict, script: Speech, device: str, hook=None, partials_info=None, options: dict | None = None
 ) -> dict:
     """`partials_info`: 2-pass, that streaming model's partials and `info`'s finals; `options`:
-    more Transcriber options (speculative_final)."""
+    more Transcriber options (speculative_final, runtime)."""
     from funasr_widget import Transcriber
     from funasr_widget.asr import load_engine
 
-    engine = load_engine(info["path"], device=device)
+    engine = load_engine(info["path"], device=device, runtime=(options or {}).get("runtime", "auto"))
     if hook:
         hook(engine.model)
     # Timed on the shared AutoModel: the widget makes its own engine objects around it, so

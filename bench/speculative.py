@@ -6,8 +6,9 @@ end detection, the pipeline's share (end -> final less the VAD's detection and t
 time for the decode that gave the final), wasted decodes (speculations dropped) per minute
 of speech, and the process CPU of the run with speculation on as a ratio to off.
 
-``python -m bench.speculative [--models sensevoice-small ...] [--two-pass] [--repeats N]``
-prints a Markdown table (and the JSON with ``--json FILE``).
+``python -m bench.speculative [--models sensevoice-small ...] [--two-pass] [--runtime onnx]
+[--repeats N]`` prints a Markdown table (and the JSON with ``--json FILE``). ``--runtime onnx``
+runs SenseVoiceSmall's int8 export on onnxruntime (exported once, as bench/onnx.py does).
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ import sys
 
 from . import common
 from . import models as bench_models
+from .onnx import exported_folders
 from .recognition import live
 
 
-def run(name: str, infos: dict, script, device: str, speculative: bool, two_pass: bool) -> dict:
+def run(name: str, infos: dict, script, device: str, speculative: bool, two_pass: bool, runtime: str) -> dict:
     hook = bench_models.generation_hook(name)
-    options = {"speculative_final": speculative}
+    options = {"speculative_final": speculative, "runtime": runtime}
     if two_pass:
         label = f"2-pass: paraformer-zh-streaming + {name}"
         partials = infos["paraformer-zh-streaming"]
@@ -79,9 +81,14 @@ def main(argv=None) -> None:
     parser.add_argument("--models", nargs="+", default=["sensevoice-small"])
     parser.add_argument("--two-pass", action="store_true", help="also each model with streaming partials")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--runtime", choices=["torch", "onnx"], default="torch", help="the segment model's runtime")
     args = parser.parse_args(argv)
+    if args.runtime == "onnx" and (args.two_pass or args.models != ["sensevoice-small"]):
+        parser.error("--runtime onnx runs sensevoice-small alone")
     names = list(dict.fromkeys([*args.models, *(["paraformer-zh-streaming"] if args.two_pass else [])]))
     infos, script = common.prepare(args, names)
+    if args.runtime == "onnx":  # the folder gets its model.onnx and model_quant.onnx (int8, the one loaded)
+        exported_folders(args.cache, args.tiny, lambda *a: print(*a, file=sys.stderr))
     results, lines = [], ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     for name in args.models:
         for two_pass in [False, True] if args.two_pass and name != "paraformer-zh-streaming" else [False]:
@@ -89,8 +96,8 @@ def main(argv=None) -> None:
             for k in range(args.repeats):
                 for speculative in (False, True):
                     print(f"speculative: {name} 2-pass={two_pass} on={speculative} run {k + 1}", file=sys.stderr)
-                    runs[speculative].append(run(name, infos, script, args.device, speculative, two_pass))
-            label = runs[True][0]["model"]
+                    runs[speculative].append(run(name, infos, script, args.device, speculative, two_pass, args.runtime))
+            label = runs[True][0]["model"] + (" on onnxruntime, int8" if args.runtime == "onnx" else "")
             lines.append("| " + " | ".join(row(label, runs[False], runs[True])) + " |")
             results.append({"model": label, "off": runs[False], "on": runs[True]})
     print("\n".join(lines))
