@@ -182,6 +182,24 @@ def test_fp32_gives_the_torch_engines_text_call_by_call(at_store, speech, how):
     assert feed(onnx_engine, speech.samples, how) == expected  # a second stream starts afresh
 
 
+def test_fp32_matches_at_every_edge_of_a_step(at_store, speech):
+    """Segments of every length around the 60 ms tail and the 600 ms step, in one call or in
+    random pieces followed by an empty final call (as the pipeline closes a segment)."""
+    torch_engine = load_engine(str(at_store / "ps-fp32"), "cpu", runtime="torch")
+    onnx_engine = load_engine(str(at_store / "ps-fp32"), "cpu", runtime="onnx")
+    rng = np.random.default_rng(11)
+    lengths = [0, 1, 400, 959, 960, 961, 5000, STEP - 1, STEP, STEP + 1, STEP + 959, STEP + 960, 2 * STEP]
+    for length in lengths + [int(n) for n in rng.integers(1, 50000, 12)]:
+        start, piece = int(rng.integers(0, 90000)), int(rng.integers(100, 20000))
+        segment = speech.samples[start : start + length]
+        for pieces in ([segment], [segment[i : i + piece] for i in range(0, length, piece)] + [segment[:0]]):
+            texts = []
+            for engine in (torch_engine, onnx_engine):
+                stream = engine.new_stream()
+                texts.append([engine.accept(stream, p, final=k == len(pieces) - 1) for k, p in enumerate(pieces)])
+            assert texts[1] == texts[0], (start, length, piece)
+
+
 def test_int8_gives_the_same_segment_structure(at_store, speech):
     torch_segments = transcribe(speech.samples, 16000, model=str(at_store / "ps-torch"), vad="fsmn-vad", device="cpu")
     int8 = transcribe(speech.samples, 16000, model=NAME, vad="fsmn-vad", device="cpu", runtime="onnx")
@@ -265,3 +283,22 @@ def test_a_bad_export_is_a_clear_error_with_the_fix(at_store, tmp_path, damage, 
     assert words in widget.model_info["message"] + widget.model_info["hint"]
     assert f"python -m funasr_widget.models export {str(folder)!r} --quantize" in widget.model_info["hint"]
     widget.close()
+
+
+def test_funasrs_own_streaming_export_is_refused_with_the_fix(at_store, tmp_path):
+    """funasr's export (what the hub's -onnx repository holds) has no encoder look-back: it
+    cannot give the torch path's text, and loading it says what to run instead."""
+    from funasr_widget import _torch
+    from funasr_widget.errors import ModelLoadError
+    from funasr_widget.export import _legacy_exporter
+
+    folder = tmp_path / "funasr-export"
+    shutil.copytree(at_store / "ps-torch", folder)
+    auto = _torch.auto_model(folder, "cpu")
+    with _legacy_exporter(), _torch.quiet():
+        auto.export(type="onnx", quantize=False, output_dir=str(folder), device="cpu")
+    assert (folder / "model.onnx").is_file() and (folder / "decoder.onnx").is_file()
+    with pytest.raises(ModelLoadError) as err:
+        load_engine(str(folder), "cpu", runtime="onnx")
+    assert err.value.code == "onnx-missing" and "no look-back caches" in str(err.value)
+    assert f"python -m funasr_widget.models export {str(folder)!r} --quantize" in err.value.hint

@@ -274,6 +274,15 @@ class ParaformerStreamingOnnx:
         threads = _torch.threads()
         self.encoder = open_session(encoder_path, threads)
         self.decoder = open_session(decoder_path, threads)
+        if {i.name for i in self.encoder.get_inputs()} == {"speech", "speech_lengths"}:
+            raise ModelLoadError(
+                f"{encoder_path} is funasr's own streaming export (funasr-export, or the hub's -onnx "
+                "repository): its encoder has no look-back caches, so it cannot give the text of the torch "
+                "path, which looks back 4 encoder chunks and 1 decoder chunk.",
+                "Write this package's streaming export from the torch weights (model.pt: "
+                f"funasr_widget.models.fetch(name) brings them): {export_command(folder)}",
+                code="onnx-missing",
+            )
         enc_inputs = {"speech": 3, "start_idx": 1, "feats_cache": 3, "cache_k": 5, "cache_v": 5}
         check_inputs(self.encoder, encoder_path, enc_inputs)
         dec_inputs = {"encoder_out": 3, "acoustic_embeds": 3, "fsmn_cache": 4, "cross_k": 5, "cross_v": 5}
