@@ -86,11 +86,12 @@ def spec(name: str) -> ModelSpec | None:
 
 
 # The hub's ONNX exports of the registered models (FunASR's own export, int8 model_quant.onnx),
-# for fetch(name, runtime="onnx"). paraformer-zh (SeACo) has none: the hub's ONNX Paraformer is
-# another model (no hotwords), so that one is exported locally (funasr_widget/export.py).
+# for fetch(name, runtime="onnx"). These two are exported locally instead (`models export`):
+# paraformer-zh (SeACo), because the hub's ONNX Paraformer is another model (no hotwords), and
+# paraformer-zh-streaming, because the hub's -online-onnx export has no encoder look-back caches
+# and so cannot give the torch path's text (export_streaming.py writes graphs that have them).
 ONNX_HUB = {
     "sensevoice-small": "iic/SenseVoiceSmall-onnx",
-    "paraformer-zh-streaming": "iic/speech_paraformer-large_asr_nat-zh-cn-16k-common-vocab8404-online-onnx",
     "fsmn-vad": "iic/speech_fsmn_vad_zh-cn-16k-common-onnx",
     "ct-punc": "iic/punc_ct-transformer_cn-en-common-vocab471067-large-onnx",
 }
@@ -293,7 +294,7 @@ def _fetch_onnx(name: str, s: ModelSpec | None, progress: Progress | None) -> Pa
     export = f"python -m funasr_widget.models export {s.name} --quantize"
     if s.name not in ONNX_HUB:
         raise ModelLoadError(
-            f"Model '{s.name}' is not in {folder}, and the hub publishes no ONNX export of it.",
+            f"Model '{s.name}' is not in {folder}, and the hub publishes no ONNX export of it that this runtime runs.",
             f"Where torch and funasr are installed: funasr_widget.models.fetch('{s.name}'), then {export}",
             code="onnx-missing",
         )

@@ -425,12 +425,13 @@ def test_fetch_onnx_adds_the_export_to_a_torch_folder(tmp_path, onnx_store, monk
     assert not list(tmp_path.glob("*partial*"))
 
 
-def test_fetch_onnx_says_what_to_run_when_the_hub_has_none(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", ["paraformer-zh", "paraformer-zh-streaming"])
+def test_fetch_onnx_says_what_to_run_when_the_hub_has_none(tmp_path, monkeypatch, name):
     monkeypatch.setattr(models, "_models_dir", tmp_path)
     with pytest.raises(ModelLoadError) as err:
-        models.fetch("paraformer-zh", runtime="onnx")
+        models.fetch(name, runtime="onnx")
     assert err.value.code == "onnx-missing"
-    assert "python -m funasr_widget.models export paraformer-zh --quantize" in err.value.hint
+    assert f"python -m funasr_widget.models export {name} --quantize" in err.value.hint
     monkeypatch.setattr(models, "reachable", lambda timeout=3.0: False)
     with pytest.raises(ModelLoadError) as err:
         models.fetch("sensevoice-small", runtime="onnx")

@@ -306,3 +306,14 @@ def test_funasrs_own_streaming_export_is_refused_with_the_fix(at_store, tmp_path
         load_engine(str(folder), "cpu", runtime="onnx")
     assert err.value.code == "onnx-missing" and "no look-back caches" in str(err.value)
     assert f"python -m funasr_widget.models export {str(folder)!r} --quantize" in err.value.hint
+
+
+def test_two_pass_on_onnx_runs_both_passes_on_onnxruntime(store, model_store, tmp_path):
+    """runtime="onnx" reaches the partials model of a 2-pass engine too, not only the finals'."""
+    folder = tmp_path / "sensevoice-small"
+    shutil.copytree(model_store / "sensevoice-small", folder)
+    command = [sys.executable, "-m", "funasr_widget.models", "export", str(folder)]
+    subprocess.run(command, check=True, capture_output=True, timeout=500)
+    engine = load_engine(str(folder), "cpu", runtime="onnx", partials_model=str(store / NAME))
+    assert isinstance(engine.first, ox.OnnxStreamingEngine)
+    assert (engine.first.runtime["runtime"], engine.second.runtime["runtime"]) == ("onnx", "onnx")

@@ -178,7 +178,7 @@ def load_engine(model: str, device: str = "auto", progress: Progress | None = No
 def _two_pass(model, device: str, progress: Progress | None, options: dict) -> TwoPassEngine:
     options = dict(options)
     partials_model = str(options.pop("partials_model"))
-    first = load_engine(partials_model, device, progress)
+    first = load_engine(partials_model, device, progress, runtime=options.get("runtime", "auto"))
     if not first.streaming:
         raise ModelLoadError(
             f"partials_model={partials_model!r} is not a streaming model.",
