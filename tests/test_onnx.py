@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from without_torch import WITHOUT_TORCH
 
 from funasr_widget import Transcriber, models, transcribe
 from funasr_widget.asr import load_engine, onnx
@@ -21,18 +22,6 @@ from funasr_widget.errors import ModelLoadError
 from funasr_widget.frontend import Frontend, read_config
 
 pytestmark = pytest.mark.timeout(600)
-
-# A meta-path finder that makes torch and funasr unimportable, as in a kernel with only the
-# [onnx] extra (a fresh process: the test process has them imported already).
-WITHOUT_TORCH = """
-import sys
-class Unimportable:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "funasr", "torchaudio", "modelscope"):
-            raise ImportError(f"{name} is not installed in this kernel (blocked by the test)")
-        return None
-sys.meta_path.insert(0, Unimportable())
-"""
 
 
 def _export(folder: Path) -> str:

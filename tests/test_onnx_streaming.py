@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from without_torch import WITHOUT_TORCH
 
 from funasr_widget import Transcriber, models, transcribe
 from funasr_widget.asr import load_engine
@@ -26,16 +27,6 @@ pytestmark = pytest.mark.timeout(600)
 
 NAME = "paraformer-zh-streaming"
 GRAPHS = ("model.onnx", "decoder.onnx", "model_quant.onnx", "decoder_quant.onnx")
-# As tests/test_onnx.py: torch and funasr unimportable in a fresh process.
-WITHOUT_TORCH = """
-import sys
-class Unimportable:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "funasr", "torchaudio", "modelscope"):
-            raise ImportError(f"{name} is not installed in this kernel (blocked by the test)")
-        return None
-sys.meta_path.insert(0, Unimportable())
-"""
 # (start, end, piece) in samples: how a segment is fed. Whole 600 ms steps and pieces that are
 # not; finals that end mid-step (a rest of 60 ms or more is decoded), a hair after a step (under
 # 60 ms: funasr re-decodes the look-ahead frames) and exactly on one (an empty rest).

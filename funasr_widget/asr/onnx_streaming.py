@@ -28,8 +28,8 @@ from .. import _torch
 from ..errors import ModelLoadError
 from ..frontend import Frontend, read_config
 from ..onnx_session import check_inputs, export_command, open_session
-from .base import Engine, LoadedModel
-from .streaming import DECODING, STEP
+from .base import LoadedModel
+from .streaming import DECODING, STEP, StreamingEngine
 
 GRAPHS = "funasr-widget streaming paraformer 1"  # export_streaming.GRAPHS (no torch import here)
 DECODER, DECODER_INT8 = "decoder.onnx", "decoder_quant.onnx"
@@ -425,10 +425,8 @@ class ParaformerStreamingOnnx:
         return np.stack(fired).astype(np.float32) if fired else np.zeros((0, hidden.shape[1]), np.float32)
 
 
-class OnnxStreamingEngine(Engine):
+class OnnxStreamingEngine(StreamingEngine):
     """StreamingEngine on onnxruntime: the same steps, partials and flush, without torch."""
-
-    streaming = True
 
     def __init__(self, loaded: LoadedModel, options: dict):
         super().__init__(loaded, options)
@@ -441,15 +439,5 @@ class OnnxStreamingEngine(Engine):
     def new_stream(self) -> StreamState:
         return self.model.new_state()
 
-    def accept(self, stream: StreamState, samples: np.ndarray, final: bool = False) -> str:
-        """Feed audio; returns the text decoded by this call (often "" until 600 ms have
-        gathered), as StreamingEngine.accept."""
-        samples = np.asarray(samples, np.float32).ravel()
-        stream.pending.append(samples)
-        stream.size += len(samples)
-        if stream.size < STEP and not final:
-            return ""
-        chunk = np.concatenate(stream.pending)
-        stream.pending, stream.size = [], 0
-        with self._lock:
-            return str(self.model.generate(stream, chunk, final))
+    def _step(self, stream: StreamState, chunk: np.ndarray, final: bool) -> str:
+        return str(self.model.generate(stream, chunk, final))

@@ -8,6 +8,8 @@ flushes the last word.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .base import Engine
@@ -26,12 +28,14 @@ class _Stream:
 
 
 class StreamingEngine(Engine):
+    """funasr's streaming Paraformer; asr/onnx_streaming.py's twin differs only in `_step`."""
+
     streaming = True
 
-    def new_stream(self) -> _Stream:
+    def new_stream(self) -> Any:  # the ONNX twin keeps its own state class
         return _Stream()
 
-    def accept(self, stream: _Stream, samples: np.ndarray, final: bool = False) -> str:
+    def accept(self, stream, samples: np.ndarray, final: bool = False) -> str:
         """Feed audio; returns the text decoded by this call (often "" until 600 ms
         have gathered)."""
         samples = np.asarray(samples, np.float32).ravel()
@@ -42,6 +46,9 @@ class StreamingEngine(Engine):
         chunk = np.concatenate(stream.pending)
         stream.pending, stream.size = [], 0
         with self._lock:
-            # funasr keeps a step's remainder in the cache for the next call.
-            result = self.model.generate(input=chunk, cache=stream.cache, is_final=final, **DECODING)
+            return self._step(stream, chunk, final)
+
+    def _step(self, stream, chunk: np.ndarray, final: bool) -> str:
+        # funasr keeps a step's remainder in the cache for the next call.
+        result = self.model.generate(input=chunk, cache=stream.cache, is_final=final, **DECODING)
         return str(result[0].get("text", "")) if result else ""

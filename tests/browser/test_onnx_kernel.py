@@ -16,18 +16,11 @@ import time
 
 import pytest
 from browser_harness import make_utterances, wait_for
+from without_torch import WITHOUT_TORCH
 
 pytestmark = pytest.mark.browser
 
 SENTENCES = ["The quick brown fox jumps over the lazy dog.", "Speech recognition runs live in the notebook."]
-BLOCK = """import sys
-class _Unimportable:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "funasr", "torchaudio", "modelscope"):
-            raise ImportError(f"{name} is not installed in this kernel")
-        return None
-sys.meta_path.insert(0, _Unimportable())
-"""
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +38,7 @@ def test_a_torch_free_kernel_records_and_transcribes(lab, launch_browser, notebo
     utterances = make_utterances(tmp_path, SENTENCES, lead_s=0.5, gap_s=1.5)
     browser = launch_browser(grant_mic=True, wav=utterances.path)
     cells = [
-        BLOCK + "from funasr_widget import Transcriber, models\n"
+        WITHOUT_TORCH + "from funasr_widget import Transcriber, models\n"
         f"models.set_models_dir({str(exported_store)!r})\n"
         "w = Transcriber(model='sensevoice-small', vad='fsmn-vad')",
         "w",
