@@ -32,11 +32,15 @@ from . import common
 BLOCK = 1600
 
 
-def _timed_generate(auto) -> list:
+def _timed_generate(auto) -> list | None:
     """Timers around an AutoModel's generate(), which every engine made from it shares (2-pass:
-    one for the streaming model's partials, one for the segment model's finals)."""
+    one for the streaming model's partials, one for the segment model's finals). The ONNX
+    models have a generate() of their own (asr/onnx.py, asr/onnx_streaming.py), timed alike;
+    None where a model has none to wrap: its model-time columns are then left empty."""
     calls: list = []
-    generate = auto.generate
+    generate = getattr(auto, "generate", None)
+    if not callable(generate) or not hasattr(auto, "__dict__"):
+        return None
 
     def timed(*args, **kwargs):
         start = time.monotonic()
@@ -49,11 +53,17 @@ def _timed_generate(auto) -> list:
     return calls
 
 
-def vad_detection(samples: np.ndarray, end_silence_ms: int) -> list[tuple[str, int, float]]:
-    """(kind, event ms, s at which the VAD emitted it) for 100 ms blocks, offline."""
+def _untimed(auto) -> None:
+    if hasattr(auto, "__dict__"):
+        vars(auto).pop("generate", None)
+
+
+def vad_detection(samples: np.ndarray, end_silence_ms: int, runtime: str | None = None) -> list[tuple[str, int, float]]:
+    """(kind, event ms, s at which the VAD emitted it) for 100 ms blocks, offline; `runtime`:
+    FSMN-VAD's ("onnx": no torch in the process)."""
     from funasr_widget.vad import create_vad
 
-    vad = create_vad("fsmn-vad", end_silence_ms=end_silence_ms)
+    vad = create_vad("fsmn-vad", end_silence_ms=end_silence_ms, runtime=runtime)
     out = []
     for i in range(0, len(samples), BLOCK):
         for e in vad.accept(samples[i : i + BLOCK], final=i + BLOCK >= len(samples)):
@@ -69,7 +79,8 @@ def live(
     from funasr_widget import Transcriber
     from funasr_widget.asr import load_engine
 
-    engine = load_engine(info["path"], device=device, runtime=(options or {}).get("runtime", "auto"))
+    runtime = (options or {}).get("runtime", "auto")
+    engine = load_engine(info["path"], device=device, runtime=runtime)
     if hook:
         hook(engine.model)
     # Timed on the shared AutoModel: the widget makes its own engine objects around it, so
@@ -87,7 +98,8 @@ def live(
         partials, segments = [], []
         w.observe(lambda c: partials.append((time.monotonic(), c["new"])), "partial")
         w.on_segment(lambda seg: segments.append((time.monotonic(), seg)))
-        calls.clear()
+        if calls is not None:
+            calls.clear()
         if pcalls is not None:
             pcalls.clear()
         x = script.samples
@@ -104,13 +116,20 @@ def live(
         counts = w._live.stats()  # the worker's decodes and speculative finals
     finally:
         w.close()
-        engine.model.__dict__.pop("generate", None)
+        _untimed(engine.model)
         if partials_info:
-            first.model.__dict__.pop("generate", None)
+            _untimed(first.model)
 
     streaming = engine.streaming or bool(partials_info)
     chunk_ms = 600 if streaming else 100
-    events = vad_detection(x, end_silence)
+    events = vad_detection(x, end_silence, "onnx" if runtime == "onnx" else None)
+    partial_calls = calls if pcalls is None else pcalls
+
+    def model_ms(source: list | None, t: float) -> float | None:
+        """The model's time for the last decode that ended by `t` (None: not timed)."""
+        call = max((c for c in source or () if c[1] <= t + 1e-6), key=lambda c: c[1], default=None)
+        return (call[1] - call[0]) * 1000 if call else None
+
     rows = []
     for k, (beg, end) in enumerate(script.intervals_ms):
         onset_t, end_t = t0 + beg / 1000, t0 + end / 1000
@@ -119,23 +138,20 @@ def live(
         final_t = mine[-1][0] if mine else None
         first = next(((t, p) for t, p in partials if p and onset_t - 0.5 <= t < min(nxt, final_t or nxt)), None)
         row = {"onset_ms": beg, "end_ms": end, "segments": len(mine)}
+        # Without timers on the model (partial_calls / calls None) what subtracts its time is None.
         if first:
-            call = max(
-                (c for c in (calls if pcalls is None else pcalls) if c[1] <= first[0] + 1e-6),
-                key=lambda c: c[1],
-                default=None,
-            )
-            model_ms = (call[1] - call[0]) * 1000 if call else None
+            ms = model_ms(partial_calls, first[0])
             row["first_partial_ms"] = (first[0] - onset_t) * 1000
-            row["partial_model_ms"] = model_ms
-            row["first_partial_beyond_ms"] = row["first_partial_ms"] - chunk_ms - (model_ms or 0)
+            row["partial_model_ms"] = ms
+            if partial_calls is not None:
+                row["first_partial_beyond_ms"] = row["first_partial_ms"] - chunk_ms - (ms or 0)
         if final_t is not None:
-            call = max((c for c in calls if c[1] <= final_t + 1e-6), key=lambda c: c[1], default=None)
-            model_ms = (call[1] - call[0]) * 1000 if call else None
+            ms = model_ms(calls, final_t)
             row["final_ms"] = (final_t - end_t) * 1000
             row["final_beyond_silence_ms"] = row["final_ms"] - end_silence
-            row["final_model_ms"] = model_ms
-            row["final_excess_ms"] = row["final_beyond_silence_ms"] - 1.5 * (model_ms or 0)
+            row["final_model_ms"] = ms
+            if calls is not None:
+                row["final_excess_ms"] = row["final_beyond_silence_ms"] - 1.5 * (ms or 0)
         starts = [e for e in events if e[0] == "start" and beg - 1000 <= e[1] <= end]
         ends = [e for e in events if e[0] == "end" and beg <= e[1] <= end + end_silence + 1000]
         if starts:
@@ -143,9 +159,9 @@ def live(
         if ends:
             row["vad_end_detect_ms"] = (ends[-1][2] * 1000) - end
         # What is left for the pipeline itself once the VAD and the model have had theirs.
-        if "final_ms" in row and ends:
+        if "final_ms" in row and ends and calls is not None:
             row["final_overhead_ms"] = row["final_ms"] - row["vad_end_detect_ms"] - (row["final_model_ms"] or 0)
-        if "first_partial_ms" in row and starts and not streaming:
+        if "first_partial_ms" in row and starts and not streaming and partial_calls is not None:
             row["partial_overhead_ms"] = (
                 row["first_partial_ms"] - row["vad_start_detect_ms"] - (row["partial_model_ms"] or 0)
             )
