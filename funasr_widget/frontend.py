@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ._constants import SAMPLE_RATE
+from .errors import ModelLoadError
 
 
 def read_cmvn(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -48,17 +49,33 @@ def read_config(folder: Path) -> dict:
     return config
 
 
-def read_tokens(folder: Path, config: dict) -> list[str]:
+def read_tokens(folder: Path, config: dict, model: str) -> list[str]:
     """A character-vocabulary model's token list (Paraformer, ct-punc): the file its
     ``tokenizer_conf`` names (``token_list``), else tokens.json or tokens.txt (one a line), as
-    funasr's tokenizer reads them. FileNotFoundError when there is none."""
+    funasr's tokenizer reads them. A missing or unreadable list is a ModelLoadError."""
     named = (config.get("tokenizer_conf") or {}).get("token_list")
     candidates = [folder / Path(named).name] if isinstance(named, str) else []
-    for path in [*candidates, folder / "tokens.json", folder / "tokens.txt"]:
-        if path.is_file():
-            text = path.read_text(encoding="utf-8")
-            return list(json.loads(text)) if path.suffix == ".json" else [line.rstrip() for line in text.splitlines()]
-    raise FileNotFoundError(f"{folder} has no token list (tokens.json or tokens.txt)")
+    try:
+        for path in [*candidates, folder / "tokens.json", folder / "tokens.txt"]:
+            if path.is_file():
+                text = path.read_text(encoding="utf-8")
+                if path.suffix == ".json":
+                    return [str(t) for t in json.loads(text)]
+                return [line.rstrip() for line in text.splitlines()]
+        problem = "none of tokens.json, tokens.txt"
+    except (OSError, ValueError) as err:
+        problem = str(err)
+    raise ModelLoadError(
+        f"{folder} has no readable token list for {model} ({problem}).",
+        "Fetch or copy the model folder again.",
+        code="weights-missing",
+    )
+
+
+def model_frontend(folder: Path, config: dict) -> Frontend:
+    """The features a model folder's ``frontend_conf`` and CMVN file (am.mvn) give."""
+    conf = config.get("frontend_conf") or {}
+    return Frontend(conf, folder / Path(conf.get("cmvn_file") or "am.mvn").name)
 
 
 def fbank_options(frontend: dict):

@@ -29,7 +29,7 @@ import numpy as np
 from .. import _cache, _torch, models
 from ..dependencies import install_hint, installed, require
 from ..errors import ModelLoadError
-from ..frontend import Frontend, read_config
+from ..frontend import model_frontend, read_config
 from ..models import Progress
 from ..onnx_session import check_inputs, export_command, open_session
 from . import timestamps
@@ -182,9 +182,7 @@ class SenseVoiceOnnx:
     def __init__(self, path: Path):
         folder = path.parent
         config = read_config(folder)
-        frontend = config.get("frontend_conf") or {}
-        cmvn = frontend.get("cmvn_file") or "am.mvn"
-        self.frontend = Frontend(frontend, folder / Path(cmvn).name)
+        self.frontend = model_frontend(folder, config)
         spm = require("sentencepiece", "onnx", "SenseVoice's tokenizer")
         bpe = (config.get("tokenizer_conf") or {}).get("bpemodel")
         candidates = [folder / Path(bpe).name] if bpe else []

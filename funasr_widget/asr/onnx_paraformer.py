@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import _torch
 from ..errors import ModelLoadError
-from ..frontend import Frontend, read_config, read_tokens
+from ..frontend import model_frontend, read_config, read_tokens
 from ..onnx_session import check_inputs, export_command, open_session
 
 FIRE = np.float32(1.0 - 1e-4)  # a CIF weight sum this high fires a token (funasr's threshold)
@@ -41,17 +41,8 @@ class ParaformerOnnx:
     def __init__(self, path: Path):
         folder = path.parent
         config = read_config(folder)
-        frontend = config.get("frontend_conf") or {}
-        cmvn = frontend.get("cmvn_file") or "am.mvn"
-        self.frontend = Frontend(frontend, folder / Path(cmvn).name)
-        try:
-            self.tokens = read_tokens(folder, config)
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError(
-                f"{folder} has no readable token list for Paraformer ({exc}).",
-                "Fetch or copy the model folder again.",
-                code="weights-missing",
-            ) from exc
+        self.frontend = model_frontend(folder, config)
+        self.tokens = read_tokens(folder, config, "the Paraformer")
         conf = config.get("model_conf") or {}
         self.blank, self.sos, self.eos = (int(conf.get(k, d)) for k, d in (("blank_id", 0), ("sos", 1), ("eos", 2)))
         self.session = open_session(path, _torch.threads())

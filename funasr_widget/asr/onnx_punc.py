@@ -44,14 +44,7 @@ class CtPuncOnnx:
     def __init__(self, path: Path):
         folder = path.parent
         config = read_config(folder)
-        try:
-            tokens = read_tokens(folder, config)
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError(
-                f"{folder} has no readable token list for ct-punc ({exc}).",
-                "Fetch or copy the ct-punc folder again.",
-                code="weights-missing",
-            ) from exc
+        tokens = read_tokens(folder, config, "ct-punc")
         conf = config.get("model_conf") or {}
         self.marks: list[str] = list(conf.get("punc_list") or [])
         if not self.marks:

@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import _torch
 from ..errors import ModelLoadError
-from ..frontend import Frontend, read_config
+from ..frontend import Frontend, model_frontend, read_config, read_tokens
 from ..onnx_session import check_inputs, export_command, open_session
 from .base import LoadedModel
 from .streaming import DECODING, STEP, StreamingEngine
@@ -200,26 +200,6 @@ def sentence(tokens: list[str]) -> str:
 # --- the model --------------------------------------------------------------------------
 
 
-def _tokens(folder: Path, config: dict) -> list[str]:
-    conf = config.get("tokenizer_conf") or {}
-    named = conf.get("token_list")
-    candidates = ([folder / Path(named).name] if isinstance(named, str) else []) + [
-        folder / "tokens.json",
-        folder / "tokens.txt",
-    ]
-    found = next((p for p in candidates if p.is_file()), None)
-    if found is None:
-        raise ModelLoadError(
-            f"{folder} has no token list (tokens.json or tokens.txt) for the Paraformer's characters.",
-            "Fetch or copy the model folder again.",
-            code="weights-missing",
-        )
-    text = found.read_text(encoding="utf-8")
-    if found.suffix == ".json":
-        return [str(t) for t in json.loads(text)]
-    return [line.split()[0] if line.split() else line for line in text.splitlines()]
-
-
 @dataclass
 class StreamState:
     """One segment's decoding state (what funasr's ``cache`` dict holds)."""
@@ -267,10 +247,8 @@ class ParaformerStreamingOnnx:
                 code="weights-corrupt",
             )
         config = read_config(folder)
-        frontend = config.get("frontend_conf") or {}
-        cmvn = frontend.get("cmvn_file") or "am.mvn"
-        self.frontend = Frontend(frontend, folder / Path(cmvn).name)
-        self.tokens = _tokens(folder, config)
+        self.frontend = model_frontend(folder, config)
+        self.tokens = read_tokens(folder, config, "the streaming Paraformer")
         threads = _torch.threads()
         self.encoder = open_session(encoder_path, threads)
         self.decoder = open_session(decoder_path, threads)
