@@ -16,6 +16,7 @@ changes nothing, and the ingress holds the audio); only when none is left for
 
 # No `from __future__ import annotations`: FastAPI reads the handlers' annotations as types.
 import asyncio
+import logging
 import time
 from pathlib import Path
 
@@ -32,6 +33,7 @@ RETRY_FOR_S = 60.0  # a killed replica is replaced in about this long on a loade
 RESPONSE_FORMATS = ("json", "verbose_json", "text")
 LOST = (ActorDiedError, ActorUnavailableError, RayActorError, ReplicaUnavailableError, DeploymentUnavailableError)
 
+logger = logging.getLogger("ray.serve")  # the replica's own log file
 app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
 
@@ -77,9 +79,10 @@ class Ingress:
         while True:
             try:
                 return await method.remote(*args)
-            except (*LOST, BackPressureError):
+            except (*LOST, BackPressureError) as err:
                 if time.monotonic() > deadline:
                     raise
+                logger.warning("no recognizer answered (%s): sending the request again", type(err).__name__)
                 await asyncio.sleep(0.5)
 
     def _refused(self, request: Request) -> JSONResponse | None:

@@ -1,5 +1,5 @@
 """What the processes the launcher starts share: a loopback port, dying with the launcher,
-and (Ray's head) a priority boost while it starts."""
+the processes below one or in one session, and (Ray's nodes) a priority boost while they start."""
 
 from __future__ import annotations
 
@@ -25,21 +25,35 @@ def die_with_parent() -> None:
         pass
 
 
+def _processes() -> list[tuple[int, int, int]]:
+    """(pid, parent, session) of every process (Linux /proc; empty elsewhere)."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            found.append((int(entry.name), int(fields[1]), int(fields[3])))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
 def descendants(pid: int) -> list[int]:
     """Every process below `pid` (Linux /proc; empty elsewhere)."""
     children: dict[int, list[int]] = {}
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry.name))
+    for child, parent, _ in _processes():
+        children.setdefault(parent, []).append(child)
     found, todo = [], list(children.get(pid, []))
     while todo:
         child = todo.pop()
         found.append(child)
         todo.extend(children.get(child, []))
     return found
+
+
+def session(sid: int) -> list[int]:
+    """Every process of session `sid`, its leader included while it runs (Ray's workers put
+    themselves in process groups of their own, but stay in the session)."""
+    return [pid for pid, _, member in _processes() if member == sid]
 
 
 def boosted(boost: int):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -23,16 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import tokens
-from .children import boosted, free_port, unboost
+from .children import boosted, free_port, session, unboost
 from .nginx import Nginx, self_signed
 
 APP = "funasr-widget"
 MAX_SECONDS = 60.0  # per request: 60 s of 16-bit PCM is 1.9 MB
 WATCH_S = 1.0
 SIZE_RE = re.compile(r"^(\d+)([kKmM]?)$")
-RAY_START_S, RAY_STOP_S, HEAD_TRIES, START_BOOST = 120.0, 30.0, 5, 10
+RAY_START_S, RAY_STOP_S, RAY_TRIES, START_BOOST = 120.0, 30.0, 5, 10
 # No Python workers started ahead of need: at start-up they would compete with the agents the
-# raylet waits for (see _start_head); the replicas start their own.
+# raylet waits for (see start_ray); the replicas start their own.
 QUIET_START = {"RAY_enable_worker_prestart": "0", "RAY_prestart_worker_first_driver": "0"}
 # `ray start`'s ports, chosen here: fixed defaults would clash with a second cluster on the host,
 # and with dynamic ones the raylet gives its agents 15 s to report theirs, which a busy small
@@ -53,6 +54,84 @@ def parse_size(text: str) -> int:
     if not match:
         raise ValueError(f"a size is a number of bytes with an optional k or m, like 4m; got {text!r}")
     return int(match[1]) * {"": 1, "k": 1024, "m": 1024**2}[match[2].lower()]
+
+
+def ray_token() -> None:
+    """In token mode `ray start --head` needs a token and makes none (only ``ray.init`` does):
+    ~/.ray/auth_token made here, readable by its owner only, where Ray would find none."""
+    if os.environ.get("RAY_AUTH_MODE") != "token" or {"RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"} & set(os.environ):
+        return
+    path = Path.home() / ".ray" / "auth_token"
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    with os.fdopen(fd, "w") as out:
+        out.write(secrets.token_hex(32))
+
+
+def start_ray(log_path: Path, options: list[str], join: str | None = None) -> tuple[subprocess.Popen, str]:
+    """``ray start --block`` on 127.0.0.1 with `options`: a head (on a free port), or a node that
+    joins the cluster at `join`; returns the process once Ray reports it started, and the
+    cluster's address. Its own session: a terminal's SIGHUP or Ctrl-C reaches the caller only,
+    which stops it with :func:`stop_ray` (and if the caller is killed outright, the kernel sends
+    it SIGTERM). Tried again if it fails to start: its raylet gives its agents a fixed 15 s to
+    come up (ray-project/ray#65983), which a busy machine can miss; for the same reason it
+    starts START_BOOST nice levels above the caller where that is allowed (root), and goes
+    back to the caller's level once up. Its output goes to `log_path` (appended)."""
+    if join is None:
+        ray_token()
+    for _ in range(RAY_TRIES):
+        port = free_port()
+        command = [str(Path(sys.executable).with_name("ray")), "start", "--block", *options]
+        command += [f"--address={join}"] if join else ["--head", f"--port={port}"]
+        command += ["--node-ip-address=127.0.0.1", "--include-log-monitor=false", "--disable-usage-stats"]
+        command += [f"--{name}={free_port()}" for name in RAY_PORTS]
+        start = log_path.stat().st_size if log_path.exists() else 0
+        with open(log_path, "ab") as log:
+            node = subprocess.Popen(
+                command,
+                env={**os.environ, **QUIET_START},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=boosted(START_BOOST),
+            )
+        try:
+            deadline = time.monotonic() + RAY_START_S
+            while node.poll() is None:
+                with open(log_path, "rb") as log:
+                    log.seek(start)
+                    if b"Ray runtime started" in log.read():
+                        unboost(node.pid)  # its replicas decode at the caller's priority
+                        return node, join or f"127.0.0.1:{port}"
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"Ray did not start in {RAY_START_S:.0f} s; see {log_path}")
+                time.sleep(0.5)
+        except BaseException:  # timed out, or the caller was stopped meanwhile
+            stop_ray(node)
+            raise
+        stop_ray(node)  # what the failed start left
+    tail = log_path.read_text(errors="replace")[-2000:]
+    raise RuntimeError(f"ray start failed {RAY_TRIES} times; the last lines of {log_path}:\n{tail}")
+
+
+def stop_ray(node: subprocess.Popen) -> None:
+    """Stop a :func:`start_ray` node and every process of its session."""
+    if node.poll() is None:
+        node.terminate()  # ray start --block stops every Ray process it started
+        try:
+            node.wait(RAY_STOP_S)
+        except subprocess.TimeoutExpired:
+            pass
+    node.wait()
+    for pid in session(node.pid):  # whatever is left of its session (a worker slow to exit)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 class Stop(Exception):
@@ -119,44 +198,11 @@ class Launcher:
         ray.init(address=self.address, log_to_driver=False)
 
     def _start_head(self) -> str:
-        """``ray start --head --block`` in its own session: a terminal's SIGHUP or Ctrl-C reaches
-        the launcher only, which then stops the head in order (and if the launcher is killed
-        outright, the kernel sends the head SIGTERM). Tried again if it fails to start: its
-        raylet gives its agents a fixed 15 s to come up (ray-project/ray#65983), which a busy
-        machine can miss; for the same reason the head starts START_BOOST nice levels above the
-        launcher where that is allowed (root), and goes back to its level once up."""
-        log_path = self.folder / "ray.log"
-        for _ in range(HEAD_TRIES):
-            port = free_port()
-            cpus = max(os.cpu_count() or 1, self.replicas * (self.threads or 1))
-            command = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block"]
-            command += [f"--port={port}", f"--num-cpus={cpus}", "--node-ip-address=127.0.0.1"]
-            command += ["--include-dashboard=false", "--include-log-monitor=false", "--disable-usage-stats"]
-            command += [f"--{name}={free_port()}" for name in RAY_PORTS]
-            start = log_path.stat().st_size if log_path.exists() else 0
-            with open(log_path, "ab") as log:
-                self._ray_head = subprocess.Popen(
-                    command,
-                    env={**os.environ, **QUIET_START},
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                    preexec_fn=boosted(START_BOOST),
-                )
-            deadline = time.monotonic() + RAY_START_S
-            while self._ray_head.poll() is None:
-                with open(log_path, "rb") as log:
-                    log.seek(start)
-                    if b"Ray runtime started" in log.read():
-                        unboost(self._ray_head.pid)  # its replicas decode at the launcher's priority
-                        return f"127.0.0.1:{port}"
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"Ray did not start in {RAY_START_S:.0f} s; see {log_path}")
-                time.sleep(0.5)
-            self._stop_head()  # what the failed head left
-        tail = log_path.read_text(errors="replace")[-2000:]
-        raise RuntimeError(f"ray start failed {HEAD_TRIES} times; the last lines of {log_path}:\n{tail}")
+        """A one-host head for this launcher: `start_ray`, with every CPU the replicas need."""
+        cpus = max(os.cpu_count() or 1, self.replicas * (self.threads or 1))
+        options = [f"--num-cpus={cpus}", "--include-dashboard=false"]
+        self._ray_head, address = start_ray(self.folder / "ray.log", options)
+        return address
 
     def application(self):
         from .app import Ingress
@@ -239,19 +285,8 @@ class Launcher:
 
     def _stop_head(self) -> None:
         head, self._ray_head = self._ray_head, None
-        if head is None:
-            return
-        if head.poll() is None:
-            head.terminate()  # ray start --block stops every Ray process it started
-            try:
-                head.wait(RAY_STOP_S)
-            except subprocess.TimeoutExpired:
-                pass
-        try:  # whatever is left of its session (a worker slow to exit)
-            os.killpg(head.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        head.wait()
+        if head is not None:
+            stop_ray(head)
 
     def __enter__(self) -> Launcher:
         try:
