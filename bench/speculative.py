@@ -88,7 +88,7 @@ def main(argv=None) -> None:
     names = list(dict.fromkeys([*args.models, *(["paraformer-zh-streaming"] if args.two_pass else [])]))
     infos, script = common.prepare(args, names)
     if args.runtime == "onnx":  # the folder gets its model.onnx and model_quant.onnx (int8, the one loaded)
-        exported_folders(args.cache, args.tiny, lambda *a: print(*a, file=sys.stderr))
+        exported_folders("sensevoice-small", args.cache, args.tiny, lambda *a: print(*a, file=sys.stderr))
     results, lines = [], ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     for name in args.models:
         for two_pass in [False, True] if args.two_pass and name != "paraformer-zh-streaming" else [False]:
