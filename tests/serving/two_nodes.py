@@ -139,19 +139,24 @@ def main(model: str, folder_name: str, samples_file: str) -> None:
         with ThreadPoolExecutor(len(segments)) as pool:
             answers = [pool.submit(student, i) for i in range(len(segments))]
             time.sleep(LOAD_S)
-            # Killed while its replica decodes (the router favours the ingress's own node, so the
-            # second replica takes only part of the load): CPU time rising fast, as only a decode
-            # makes it (a health check takes a millisecond).
+            # Killed while its replica decodes (it takes only part of the load, and answers in
+            # bursts): CPU time rising fast, as only a decode makes it (a health check takes a
+            # millisecond).
             deadline = time.monotonic() + 30
             last, caught = (cpu_seconds(replica[0]) if replica else 0.0), False
             while replica and not caught and time.monotonic() < deadline:
                 time.sleep(0.05)
                 now = cpu_seconds(replica[0])
                 caught, last = now - last >= DECODING_S, now
-            busy = cpu_seconds(replica[0]) - idle if replica else 0.0
-            for pid in session(second.pid):  # the second machine goes away mid-load, all at once
-                os.kill(pid, signal.SIGKILL)
+            # The second machine goes away mid-load: its replica first (no decode ends meanwhile),
+            # then the rest of the node at once.
+            for pid in [*replica, *session(second.pid)]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             took["kill"] = time.monotonic() - began
+            busy = last - idle  # the second replica's CPU time on the load
             time.sleep(LOAD_S)
             done.set()
             codes = [code for a in answers for code in a.result()]
@@ -162,7 +167,9 @@ def main(model: str, folder_name: str, samples_file: str) -> None:
         resent = sum(log.read_text(errors="replace").count("sending the request again") for log in ingress_logs(temp))
         result = {"codes": codes, "warm": warm, "after": after, "placed": placed, "busy": round(busy, 2)}
         result.update(resent=resent, caught=caught)
-        print(json.dumps({**result, "took": {k: round(v, 1) for k, v in took.items()}}), flush=True)
+        line = json.dumps({**result, "took": {k: round(v, 1) for k, v in took.items()}})
+        (folder / "result.json").write_text(line)
+        print(line, flush=True)
     finally:
         if server is not None:
             if server.poll() is None:
