@@ -59,6 +59,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def kill(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def actors(pid: int) -> dict[str, int]:
     commands = [_cmd(p) for p in descendants(pid)]
     return {name: sum(title in c for c in commands) for name, title in ACTORS.items()}
@@ -107,9 +115,11 @@ def main(model: str, folder_name: str, samples_file: str) -> None:
         import numpy as np
 
         samples = np.load(samples_file)
-        # 12 s each: decoding them keeps both replicas busy (nginx's 20 POSTs a second are never
-        # reached, as with 3 s segments).
-        segments = [wav_bytes(samples[i * 2400 : i * 2400 + 12 * 16000]) for i in range(12)]
+        # 54 s each (the speech four times over): decoding one takes a replica a second or more,
+        # so each keeps a queue while the students wait, and nginx's 20 POSTs a second are never
+        # reached.
+        long = np.tile(samples, 4)
+        segments = [wav_bytes(long[i * 2400 : i * 2400 + 54 * 16000]) for i in range(12)]
         client = httpx.Client(
             base_url=f"https://127.0.0.1:{port}",
             headers={"Authorization": "Bearer " + "t" * 32},
@@ -139,9 +149,8 @@ def main(model: str, folder_name: str, samples_file: str) -> None:
         with ThreadPoolExecutor(len(segments)) as pool:
             answers = [pool.submit(student, i) for i in range(len(segments))]
             time.sleep(LOAD_S)
-            # Killed while its replica decodes (it takes only part of the load, and answers in
-            # bursts): CPU time rising fast, as only a decode makes it (a health check takes a
-            # millisecond).
+            # Killed while its replica decodes: CPU time rising fast, as only a decode makes it (a
+            # health check takes a millisecond).
             deadline = time.monotonic() + 30
             last, caught = (cpu_seconds(replica[0]) if replica else 0.0), False
             while replica and not caught and time.monotonic() < deadline:
@@ -149,12 +158,9 @@ def main(model: str, folder_name: str, samples_file: str) -> None:
                 now = cpu_seconds(replica[0])
                 caught, last = now - last >= DECODING_S, now
             # The second machine goes away mid-load: its replica first (no decode ends meanwhile),
-            # then the rest of the node at once.
-            for pid in [*replica, *session(second.pid)]:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            # then the rest of the node.
+            kill(replica)
+            kill(session(second.pid))
             took["kill"] = time.monotonic() - began
             busy = last - idle  # the second replica's CPU time on the load
             time.sleep(LOAD_S)
