@@ -75,14 +75,16 @@ class Ingress:
         return self.described
 
     async def _call(self, method, *args):
-        deadline = time.monotonic() + RETRY_FOR_S
+        deadline, tries = time.monotonic() + RETRY_FOR_S, 0
         while True:
             try:
                 return await method.remote(*args)
             except (*LOST, BackPressureError) as err:
                 if time.monotonic() > deadline:
                     raise
-                logger.warning("no recognizer answered (%s): sending the request again", type(err).__name__)
+                if tries == 0:  # once per request: a replica being replaced takes many tries
+                    logger.warning("no recognizer answered (%s): sending the request again", type(err).__name__)
+                tries += 1
                 await asyncio.sleep(0.5)
 
     def _refused(self, request: Request) -> JSONResponse | None:
