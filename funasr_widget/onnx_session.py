@@ -47,3 +47,15 @@ def check_inputs(session, path: Path, expected: dict[str, int]) -> None:
             f"Delete it and write it again from this folder's weights: {export_command(path.parent)}",
             code="weights-corrupt",
         )
+
+
+def check_width(path: Path, width: object, expected: int, what: str) -> None:
+    """The graph's last output axis (`width`, an int when fixed) holds as many entries as the
+    folder's `what` (its token list, its punctuation marks): else the export is another model's."""
+    if isinstance(width, int) and width != expected:
+        raise ModelLoadError(
+            f"{path} gives {width} entries but the folder's {what} has {expected}: "
+            "the export is not of this folder's model.",
+            f"Delete it and write it again: {export_command(path.parent)}",
+            code="weights-corrupt",
+        )

@@ -23,7 +23,7 @@ import numpy as np
 from .. import _torch
 from ..errors import ModelLoadError
 from ..frontend import model_frontend, read_config, read_tokens
-from ..onnx_session import check_inputs, export_command, open_session
+from ..onnx_session import check_inputs, check_width, export_command, open_session
 
 FIRE = np.float32(1.0 - 1e-4)  # a CIF weight sum this high fires a token (funasr's threshold)
 SHIFT = -1.5  # frames: funasr moves every fire this much earlier
@@ -56,14 +56,7 @@ class ParaformerOnnx:
                 f"Delete it and write it again with this package's command: {export_command(folder)}",
                 code="weights-corrupt",
             )
-        vocab = outputs["logits"][-1]
-        if isinstance(vocab, int) and vocab != len(self.tokens):
-            raise ModelLoadError(
-                f"{path} gives {vocab} tokens but the folder's token list has {len(self.tokens)}: "
-                "the export is not of this folder's model.",
-                f"Delete it and write it again: {export_command(folder)}",
-                code="weights-corrupt",
-            )
+        check_width(path, outputs["logits"][-1], len(self.tokens), "token list")
 
     def generate(self, samples: np.ndarray, language: str = "auto", use_itn: bool = True, times: bool = True) -> dict:
         """What funasr's SeacoParaformer.inference gives for one segment without hotwords:

@@ -23,7 +23,7 @@ import numpy as np
 from .. import _torch
 from ..errors import MissingDependencyError, ModelLoadError
 from ..frontend import read_config, read_tokens
-from ..onnx_session import check_inputs, export_command, open_session
+from ..onnx_session import check_inputs, check_width, open_session
 
 WORDS_PER_CALL = 20  # funasr's split_size
 LONGEST_CARRY = 200  # words carried over before a comma counts as a sentence end
@@ -60,14 +60,7 @@ class CtPuncOnnx:
         self.jieba = _jieba(folder, config.get("jieba_usr_dict"))
         self.session = open_session(path, _torch.threads())
         check_inputs(self.session, path, {"inputs": 2, "text_lengths": 1})
-        labels = self.session.get_outputs()[0].shape[-1]
-        if isinstance(labels, int) and labels != len(self.marks):
-            raise ModelLoadError(
-                f"{path} gives {labels} labels but the folder's config has {len(self.marks)} "
-                "punctuation marks: the export is not of this folder's model.",
-                f"Delete it and write it again: {export_command(folder)}",
-                code="weights-corrupt",
-            )
+        check_width(path, self.session.get_outputs()[0].shape[-1], len(self.marks), "punctuation marks")
 
     def words(self, text: str) -> list[str]:
         """funasr's split_words: the words ct-punc labels."""

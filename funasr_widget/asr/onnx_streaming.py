@@ -27,7 +27,7 @@ import numpy as np
 from .. import _torch
 from ..errors import ModelLoadError
 from ..frontend import Frontend, model_frontend, read_config, read_tokens
-from ..onnx_session import check_inputs, export_command, open_session
+from ..onnx_session import check_inputs, check_width, export_command, open_session
 from .base import LoadedModel
 from .streaming import DECODING, STEP, StreamingEngine
 
@@ -272,14 +272,7 @@ class ParaformerStreamingOnnx:
                 f"Delete it and write it again: {export_command(folder)}",
                 code="weights-corrupt",
             )
-        vocab = self.decoder.get_outputs()[0].shape[-1]
-        if isinstance(vocab, int) and vocab != len(self.tokens):
-            raise ModelLoadError(
-                f"{decoder_path} gives {vocab} tokens but the folder's token list has {len(self.tokens)}: "
-                "the export is not of this folder's model.",
-                f"Delete it and write it again: {export_command(folder)}",
-                code="weights-corrupt",
-            )
+        check_width(decoder_path, self.decoder.get_outputs()[0].shape[-1], len(self.tokens), "token list")
         self.chunk = list(meta["chunk_size"])
         self.encoder_look_back = int(meta["encoder_chunk_look_back"]) * self.chunk[1]
         self.decoder_look_back = int(meta["decoder_chunk_look_back"]) * self.chunk[1]
