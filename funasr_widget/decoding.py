@@ -23,8 +23,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from ._constants import SAMPLE_RATE
 from .asr.base import Decoder, EngineUnavailable
 from .events import Backlog, Emit, Final, Partial, Problem
@@ -298,15 +296,14 @@ class DecodeQueue:
     # -- while a segment is open ------------------------------------------------------
 
     def _stream_feed(self, seg: Segment, final: bool) -> str:
-        """Give a streaming engine the segment's audio it has not seen yet."""
+        """Give a streaming engine the segment's audio it has not heard yet: up to its end
+        once closed, and while open only what is surely in it (Segment.settled)."""
         assert self.engine is not None
         if seg.stream is None:
             seg.stream = self.engine.new_stream()
-        fresh = np.concatenate(seg.samples[seg.fed_blocks :] or [np.zeros(0, np.float32)])
-        if seg.length is not None:
-            fresh = fresh[: max(seg.length - seg.fed_samples, 0)]
-        seg.fed_blocks = len(seg.samples)
-        seg.fed_samples += len(fresh)
+        fresh = seg.unheard(seg.settled if seg.length is None else seg.length)
+        if not len(fresh) and not final:
+            return ""
         return self.engine.accept(seg.stream, fresh, final=final)
 
     def _drop_speculation(self) -> None:

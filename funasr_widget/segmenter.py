@@ -37,8 +37,12 @@ class Segment:
     end_ms: int | None = None
     samples: list[np.ndarray] = field(default_factory=list)
     stream: Any = None  # a streaming engine's per-segment state
-    fed_blocks: int = 0  # how much of `samples` the streaming engine has seen
-    fed_samples: int = 0
+    # Samples from the start that are surely in the segment while it is open (the VAD's
+    # speech_until_ms): a streaming engine hears no further, so it never hears audio past the
+    # end, and its text is the same whether the worker kept up or not.
+    settled: int = 0
+    heard: int = 0  # samples the streaming engine has heard
+    _cursor: tuple[int, int] = (0, 0)  # (block, its first sample) where `heard` falls
     text: str = ""  # streaming text so far
 
     @property
@@ -48,6 +52,21 @@ class Segment:
 
     def length_to(self, end_ms: int) -> int:
         return max(ms_to_samples(end_ms - self.start_ms), 0)
+
+    def unheard(self, upto: int) -> np.ndarray:
+        """The samples from `heard` up to `upto` (as far as they have come), now counted heard."""
+        block, at = self._cursor
+        parts = []
+        while block < len(self.samples) and at < upto:
+            samples = self.samples[block]
+            part = samples[self.heard - at : upto - at]
+            parts.append(part)
+            self.heard += len(part)
+            if at + len(samples) > upto:
+                break
+            block, at = block + 1, at + len(samples)
+        self._cursor = (block, at)
+        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
     def audio(self, end_ms: int | None = None) -> np.ndarray:
         """The segment's samples, up to its end (or up to `end_ms`, for a segment still open)."""
@@ -146,9 +165,22 @@ class Segmenter:
                     segment.end_ms = event.ms
                     self._closed(segment)
             if self.open is not None:
+                settled_ms = self._settled_ms(events[pending:])
+                if settled_ms is not None:
+                    self.open.settled = max(self.open.settled, self.open.length_to(settled_ms))
                 self._stepped(self.open)
         if self._restart:
             self.start()
+
+    def _settled_ms(self, later: list[VadEvent]) -> int | None:
+        """How far the open segment surely reaches (session ms): to its end when that comes
+        later in this batch, else as far as the VAD has given it speech (the VAD has heard
+        the whole batch already)."""
+        for event in later:
+            if event.kind == "end":
+                return event.ms
+        until = self.vad.speech_until_ms() if self.vad is not None else None
+        return None if until is None else self._vad_origin * 1000 // SAMPLE_RATE + until
 
     def _block(self, block: np.ndarray) -> None:
         self._history.append(block)

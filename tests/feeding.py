@@ -8,10 +8,14 @@ import numpy as np
 CHUNK = 1600  # 100 ms, the browser's chunk
 
 
-def feed_live(widget, samples, chunk: int = CHUNK, timeout: float = 240) -> None:
-    """`samples` in `chunk`-sized pieces, then the final (empty) chunk; waits until processed."""
+def feed_live(widget, samples, chunk: int = CHUNK, timeout: float = 240, kept_up: bool = False) -> None:
+    """`samples` in `chunk`-sized pieces, then the final (empty) chunk; waits until processed.
+    kept_up: each piece is processed before the next comes, as a worker that keeps up with a
+    microphone hears it (else they queue, and the worker takes several at once)."""
     for i in range(0, len(samples), chunk):
         widget.feed(samples[i : i + chunk])
+        if kept_up:
+            assert widget.wait(timeout=timeout), "the pipeline did not keep up"
     widget.feed(np.zeros(0, np.float32), final=True)
     assert widget.wait(timeout=timeout), "the pipeline did not finish"
 

@@ -212,6 +212,23 @@ def test_live_transcribe_and_the_explorer_cut_alike(vad, models_at, speech):
     assert live and live == offline == explored
 
 
+@pytest.mark.parametrize("vad", ["fsmn-vad", "energy"])
+def test_a_streaming_models_live_text_is_transcribes(vad, models_at, speech):
+    """Live, the streaming Paraformer once heard the end silence the worker had taken before
+    the VAD closed the segment, so its text depended on whether the worker had kept up: now
+    it hears an open segment only as far as the VAD has given it speech."""
+    offline = transcribe(speech.samples, SAMPLE_RATE, model="paraformer-zh-streaming", vad=vad, device="cpu")
+    assert len(offline) == len(speech.intervals_ms) and all(s["text"] for s in offline), offline
+    for kept_up in (True, False):
+        w = Transcriber(model="paraformer-zh-streaming", vad=vad, device="cpu")
+        try:
+            assert w.wait(timeout=120) and w.model_state == "ready"
+            feed_live(w, speech.samples, kept_up=kept_up)
+            assert w.segments == offline, kept_up
+        finally:
+            w.close()
+
+
 # -- one error base, exported -------------------------------------------------------------------------
 
 

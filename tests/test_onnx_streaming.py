@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from feeding import feed_live
 from without_torch import WITHOUT_TORCH
 
 from funasr_widget import Transcriber, models, transcribe
@@ -217,13 +218,14 @@ def test_live_gives_what_transcribe_gives_on_onnx(at_store, speech):
         speech.samples, 16000, model=str(at_store / "ps-fp32"), vad="fsmn-vad", device="cpu", runtime="torch"
     )
     assert [s["text"] for s in offline] == [s["text"] for s in torch_segments]
-    widget = Transcriber(model=str(at_store / "ps-fp32"), vad="fsmn-vad", device="cpu", runtime="onnx")
-    for i in range(0, len(speech.samples), 1600):
-        widget.feed(speech.samples[i : i + 1600])
-    widget.feed(np.zeros(0, np.float32), final=True)
-    assert widget.wait(timeout=240)
-    widget.close()
-    assert widget.segments == offline and len(offline) == len(speech.intervals_ms)
+    assert len(offline) == len(speech.intervals_ms)
+    for kept_up in (True, False):  # the worker heard each 100 ms as it came, or took them queued up
+        widget = Transcriber(model=str(at_store / "ps-fp32"), vad="fsmn-vad", device="cpu", runtime="onnx")
+        try:
+            feed_live(widget, speech.samples, kept_up=kept_up)
+        finally:
+            widget.close()
+        assert widget.segments == offline, kept_up
 
 
 def test_a_kernel_without_torch_or_funasr_streams(store, speech):

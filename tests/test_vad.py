@@ -109,6 +109,35 @@ def test_max_segment_cuts_long_speech(make_vad, speech, name):
     assert all(end - beg <= 1500 + 50 for beg, end in found), found
 
 
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize(
+    "params", [{}, {"max_segment_s": 1.5}, {"end_silence_ms": 300}], ids=["default", "cut", "short"]
+)
+def test_a_segment_ends_where_its_speech_reached_or_later(make_vad, speech, name, params):
+    """speech_until_ms() after each 100 ms piece: None outside a segment; in one, never
+    back, never past what was heard, close behind while speech goes on; and the segment's
+    end event at the last value or later. A streaming engine hears the open segment up to
+    it, so it never hears audio past the end (decoding.py)."""
+    vad, step = make_vad(name, **params), 1600
+    reached, closes = [], 0
+    for i in range(0, len(speech.samples), step):
+        heard_ms = (i + step) // 16
+        for event in vad.accept(speech.samples[i : i + step], final=i + step >= len(speech.samples)):
+            if event.kind == "end":
+                assert reached and reached[-1] <= event.ms, (event, reached[-3:])
+                closes, reached = closes + 1, []
+        until = vad.speech_until_ms()
+        if not vad.in_speech:
+            assert until is None
+            continue
+        assert until is not None and until <= heard_ms, (until, heard_ms)
+        assert not reached or until >= reached[-1], (until, reached[-3:])
+        if not vad.trailing_silence_ms:
+            assert heard_ms - until <= 200, (until, heard_ms)
+        reached.append(until)
+    assert closes >= len(speech.intervals_ms)
+
+
 def test_energy_threshold_is_a_parameter(speech):
     deaf = create_vad("energy", energy_threshold_db=-3)
     assert feed(deaf, speech.samples) == []

@@ -90,6 +90,12 @@ class Vad(Protocol):
         (at ``max_segment_s``). Knob changes wait for the segment's end, so they never move it."""
         ...
 
+    def speech_until_ms(self) -> int | None:
+        """How far the open segment surely reaches: the end of the audio the VAD has given it
+        so far (its speech, and the padding or look-ahead kept after it). It ends there or
+        later, whatever comes next. None when no segment is open."""
+        ...
+
 
 class BaseVad:
     """Parameter bookkeeping common to the backends.
@@ -144,6 +150,9 @@ class BaseVad:
 
     def predicted_end(self) -> PredictedEnd | None:
         return None
+
+    def speech_until_ms(self) -> int | None:
+        return None  # a backend that cannot tell: a streaming engine hears the segment once it is closed
 
     def _take_events(self) -> list[VadEvent]:
         events, self._events = self._events, []
@@ -214,6 +223,10 @@ class FramedVad(BaseVad):
         return PredictedEnd(
             min(self._last + self.PAD_END_MS * SAMPLES_PER_MS, due) // SAMPLES_PER_MS, due // SAMPLES_PER_MS
         )
+
+    def speech_until_ms(self) -> int | None:
+        # An end is placed PAD_END_MS after the last speech frame, or at a cut past it.
+        return self._last // SAMPLES_PER_MS if self.in_speech else None
 
     def _step(self, speech: bool) -> None:
         start, end = self._pos, self._pos + self.frame

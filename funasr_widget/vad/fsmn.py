@@ -128,6 +128,13 @@ class FsmnVad(BaseVad):
         grid_ms = GRID // SAMPLES_PER_MS
         return PredictedEnd(origin + found[0], origin + -(-judged_ms // grid_ms) * grid_ms)
 
+    def speech_until_ms(self) -> int | None:
+        stats = self._cache.get("stats")
+        if not self.in_speech or stats is None or not stats.output_data_buf:
+            return None
+        # funasr's output buffer: the open segment's frames so far; its end event is there or later
+        return self._offset // SAMPLES_PER_MS + int(stats.output_data_buf[-1].end_ms)
+
     def _params_changed(self) -> None:
         # The thresholds are copied into the cache when it is created; update them there.
         stats = self._cache.get("stats")

@@ -166,6 +166,10 @@ class FsmnOnnxVad(BaseVad):
         context_ms = (self._lfr_m - 1) // 2 * 10 + int(self._model.frontend.get("frame_length", 25))
         return PredictedEnd(origin + found[0], origin + found[1] + context_ms)
 
+    def speech_until_ms(self) -> int | None:
+        until = self._decisions.speech_until_ms if self.in_speech else None
+        return None if until is None else self._offset // SAMPLES_PER_MS + until
+
     def reset(self) -> None:
         self._offset = 0
         self._new_stream()

@@ -46,6 +46,7 @@ class FsmnDecisions:
         self.silent = 0  # silent frames since the last speech frame, in a segment
         self._start = -1
         self._last_speech = 0
+        self._seg_end = 0  # ms: the end of the frames given to the open segment
 
     def push(
         self, silence: Iterable[float], threshold: float, end_silence_ms: int, max_segment_s: float, final: bool = False
@@ -69,6 +70,12 @@ class FsmnDecisions:
         if not self.in_segment or not self.silent:
             return 0
         return self.silent * self.frame_ms + self._opts.speech_to_sil_time_thres
+
+    @property
+    def speech_until_ms(self) -> int | None:
+        """The end of the frames given to the open segment so far (funasr's output buffer):
+        its end event is there or later. None when none is open."""
+        return self._seg_end if self.in_segment else None
 
     def predicted_end(self, end_silence_ms: int, max_segment_s: float) -> tuple[int, int] | None:
         """(end ms, ms of frames judged by then) of the open segment if silence goes on."""
