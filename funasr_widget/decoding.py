@@ -15,7 +15,10 @@ While a segment is open: partial text (a streaming engine's steps, or a re-decod
 bounded rate), and, once its end silence has begun, a speculative final: the segment
 decoded exactly as the VAD will close it if the silence goes on, late enough that speech
 is unlikely to resume and early enough that it is done when the VAD closes. If the VAD
-closes it there, that result is the final at once; otherwise it is dropped and counted.
+closes it there, that result is the final at once; otherwise it is dropped and counted. A
+streaming model's final is the flush of its stream: a fork of the stream hears the rest up to
+the predicted end and is flushed, while the stream itself waits (exactly what the close would
+feed it, from the same state), until the close or until speech resumes.
 """
 
 from __future__ import annotations
@@ -112,6 +115,11 @@ class DecodeQueue:
         engine = self.engine
         if engine is None or not engine.streaming or not (self.partials or not (engine.two_pass or self.offline)):
             return
+        spec = self._speculation
+        if spec is not None and spec.segment == segment.id and self._flushes(engine):
+            if segment.settled <= segment.length_to(spec.end_ms):
+                return  # its flush is decoded on a fork: the stream waits for the close, as the fork did
+            self._drop_speculation()  # speech resumed past the end it was decoded for
         try:
             new = self._stream_feed(segment, final=False)
         except Exception as err:  # the final decode of the segment tries again with what is left
@@ -223,9 +231,9 @@ class DecodeQueue:
                 self.stats.speculative_used += 1
                 return spec.result
             self.stats.speculative_dropped += 1  # speech resumed, or the VAD closed it elsewhere
-        if engine.streaming and not engine.two_pass:
-            return {"text": seg.text + self._stream_feed(seg, final=True)}
         self.stats.decodes += 1
+        if self._flushes(engine):
+            return {"text": seg.text + self._stream_feed(seg, final=True)}
         return self._timed(engine.transcribe, seg.audio())  # 2-pass: the streamed text was the partial
 
     def _timed(self, transcribe, audio) -> dict:
@@ -313,12 +321,12 @@ class DecodeQueue:
 
     def _speculate(self, cutter: Segmenter) -> bool:
         """Decode the open segment as the VAD will close it, once that close is near (see the
-        module's docstring); True when it did. A streaming model's final flush cannot be
-        repeated on the live stream, so only segment engines (and 2-pass's second) speculate."""
+        module's docstring); True when it did. A streaming model's final is its stream's
+        flush: that runs on a fork of the stream, as soon as the audio up to the end has come."""
         seg, engine = cutter.open, self.engine
         if not self.speculative or self.offline or seg is None or engine is None or self._waiting:
             return False  # finals due go first
-        if self.retry_at is not None or (engine.streaming and not engine.two_pass):
+        if self.retry_at is not None:
             return False
         spec = self._speculation
         predicted = cutter.predicted_end()
@@ -326,7 +334,8 @@ class DecodeQueue:
             return False  # speech goes on, or the audio up to the end has not come yet
         if spec is not None and spec.end_ms == predicted.end_ms:
             return False  # this very audio is decoded already
-        if self._cost_per_s is not None:
+        flush = self._flushes(engine)  # a streaming model's final is a short flush: speculate at once
+        if self._cost_per_s is not None and not flush:
             expected_ms = self._expected_ms(predicted.end_ms - seg.start_ms) * SPECULATE_SAFETY + SPECULATE_MARGIN_MS
             if predicted.due_ms - cutter.pos * 1000 // SAMPLE_RATE > expected_ms:
                 return False  # not yet: the later it starts, the less likely speech resumes
@@ -334,7 +343,10 @@ class DecodeQueue:
             self._drop_speculation()  # speech resumed after it, and stopped again
         self.stats.decodes += 1
         try:
-            result = self._timed(engine.transcribe, seg.audio(predicted.end_ms))
+            if flush:
+                result = self._flushed_fork(seg, predicted.end_ms)
+            else:
+                result = self._timed(engine.transcribe, seg.audio(predicted.end_ms))
         except EngineUnavailable:
             raise
         except Exception:  # the final decode will report it
@@ -342,6 +354,19 @@ class DecodeQueue:
         self.stats.speculative += 1
         self._speculation = _Speculation(seg.id, predicted.end_ms, result)
         return True
+
+    @staticmethod
+    def _flushes(engine: Decoder) -> bool:
+        """Is the final the stream's flush (a streaming model on its own, not 2-pass)?"""
+        return engine.streaming and not engine.two_pass
+
+    def _flushed_fork(self, seg: Segment, end_ms: int) -> dict:
+        """The final a close at `end_ms` gives: a fork of the stream hears the rest up to there
+        and is flushed (the stream itself then waits: stepped())."""
+        assert self.engine is not None
+        stream = self.engine.new_stream() if seg.stream is None else self.engine.fork(seg.stream)
+        rest = seg.audio(end_ms)[seg.heard :]
+        return {"text": seg.text + self.engine.accept(stream, rest, final=True)}
 
     def _partial(self, cutter: Segmenter) -> None:
         """Re-decode the open segment, at a bounded rate and only when caught up; not while

@@ -40,6 +40,22 @@ def decodes(models_at, monkeypatch):
     return seen
 
 
+@pytest.fixture
+def flushes(monkeypatch):
+    """Every final flush the real streaming engine runs: (samples, sum) of its last chunk."""
+    from funasr_widget.asr.streaming import StreamingEngine
+
+    real, seen = StreamingEngine._step, []
+
+    def counted(self, stream, chunk, final):
+        if final:
+            seen.append((len(chunk), round(float(np.sum(chunk, dtype=np.float64)), 6)))
+        return real(self, stream, chunk, final)
+
+    monkeypatch.setattr(StreamingEngine, "_step", counted)
+    return seen
+
+
 def resumed(speech, gap_ms: int) -> np.ndarray:
     """The speech with its first pause cut to `gap_ms`: shorter than the end silence (700 ms),
     so the speaker resumes inside it, after a speculation could start."""
@@ -47,10 +63,10 @@ def resumed(speech, gap_ms: int) -> np.ndarray:
     return np.concatenate([speech.samples[: (end1 + gap_ms) * 16], speech.samples[beg2 * 16 :]])
 
 
-def run_live(audio, vad: str, speculative: bool, at_block=None) -> tuple[list, dict]:
+def run_live(audio, vad: str, speculative: bool, at_block=None, model="sensevoice-small") -> tuple[list, dict]:
     """`audio` fed as the microphone sends it, each chunk processed before the next comes
     (the worker idle between chunks, as live); `at_block(session, i)` after chunk i."""
-    session = LiveSession("sensevoice-small", vad, "cpu", partials=False, speculative_final=speculative, autosave=False)
+    session = LiveSession(model, vad, "cpu", partials=False, speculative_final=speculative, autosave=False)
     assert session.wait(120) and session.model_state == "ready", session.model_info
     for n, i in enumerate(range(0, len(audio), CHUNK)):
         session.feed(audio[i : i + CHUNK], RATE)
@@ -87,6 +103,29 @@ def test_speech_resuming_inside_the_end_silence_drops_the_speculation(vad, speec
     assert stats["speculative_dropped"] >= 1, stats
     assert stats["speculative_used"] >= 1, stats
     assert len(decodes) == len(set(decodes)) == len(on) + stats["speculative_dropped"]
+
+
+@pytest.mark.parametrize("resumes", [False, True], ids=["pauses", "resumes"])
+def test_a_streaming_models_flush_is_speculated_on_a_fork(vad, speech, flushes, resumes):
+    """paraformer-zh-streaming: its final is the stream's flush, run on a fork of the stream
+    once the audio up to the predicted end has come; the stream waits meanwhile, so the fork
+    flushed exactly what the close would. Speech that resumes drops it, and the stream goes on."""
+    audio = resumed(speech, 300 if vad == "fsmn-vad" else 550) if resumes else speech.samples
+    off, off_stats = run_live(audio, vad, speculative=False, model="paraformer-zh-streaming")
+    flushes_off = list(flushes)
+    flushes.clear()
+    on, stats = run_live(audio, vad, speculative=True, model="paraformer-zh-streaming")
+    assert on == off and all(s[3] for s in on)
+    assert len(on) == len(speech.intervals_ms) - resumes, on
+    assert off_stats["speculative"] == 0 and len(flushes_off) == len(off) == off_stats["decodes"]
+    assert (
+        stats["speculative_used"] >= 1
+        and stats["speculative"] == stats["speculative_used"] + stats["speculative_dropped"]
+    )
+    if resumes:
+        assert stats["speculative_dropped"] >= 1, stats
+    # a flush per final not speculated, one per speculation; none of the same audio twice
+    assert len(flushes) == len(set(flushes)) == len(on) + stats["speculative_dropped"] == stats["decodes"]
 
 
 def test_a_knob_changed_mid_silence_changes_nothing_of_the_open_segment(vad, speech, monkeypatch):

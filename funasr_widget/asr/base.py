@@ -81,6 +81,10 @@ class Decoder:
         """Feed a stream; the text decoded by this call. ``final`` flushes the last word."""
         raise NotImplementedError(f"{type(self).__name__} is not a streaming engine")
 
+    def fork(self, stream: Any) -> Any:
+        """An independent copy of a stream's state: a flush decoded on it leaves the stream as it was."""
+        raise NotImplementedError(f"{type(self).__name__} is not a streaming engine")
+
     def close(self) -> None:
         """Release what this engine holds itself; it is not used after this."""
 

@@ -8,6 +8,7 @@ flushes the last word.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,9 @@ class StreamingEngine(Engine):
 
     def new_stream(self) -> Any:  # the ONNX twin keeps its own state class
         return _Stream()
+
+    def fork(self, stream) -> Any:
+        return copy.deepcopy(stream)  # funasr's cache and the ONNX state hold arrays and numbers only
 
     def accept(self, stream, samples: np.ndarray, final: bool = False) -> str:
         """Feed audio; returns the text decoded by this call (often "" until 600 ms
