@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 import pytest
-from browser_harness import ARTIFACTS, INSECURE_HOST, align, slips, wait_for
+from browser_harness import ARTIFACTS, INSECURE_HOST, align, check_capture, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -130,13 +130,23 @@ def test_record_speech(lab, mic_browser, notebook, speech, tmp_path):
     status = kernel.eval("w.status")
     audio = fetch_audio(kernel, tmp_path)
     lag, corr = align(audio, speech.reference)
+    capture = check_capture(audio, speech.reference, lag)
     lat = latency_figures(kernel)
     report(
-        "5s", {**lat, "lag_samples": lag, "correlation": corr, "seconds": len(audio) / RATE, "chunks": stats["chunks"]}
+        "5s",
+        {
+            **lat,
+            "lag_samples": lag,
+            "correlation": corr,
+            "capture_slips": capture.slips,
+            "seconds": len(audio) / RATE,
+            "chunks": stats["chunks"],
+        },
     )
     print(
         f"status after stop: {status!r}\nstats: {stats}\nmeter samples: {[round(m) for m in run['meter']]}\nclock: {run['clocks'][0]} .. {run['clocks'][-1]}"
     )
+    print(f"audio against the source, per 0.5 s window:\n{capture.table()}")
 
     # the kernel saw the take start and end
     assert any(run["recording_seen"]), f"w.recording never became True while recording: {run['recording_seen']}"
@@ -146,11 +156,9 @@ def test_record_speech(lab, mic_browser, notebook, speech, tmp_path):
     assert stats["dropped_seconds"] == 0, stats
     # all of the take: about as long as the button was on "Stop"
     assert run["wall_s"] - 1.5 <= len(audio) / RATE <= run["wall_s"] + 0.5, (len(audio) / RATE, run["wall_s"])
-    # it is the speech that was played, resampled to 16 kHz mono
-    assert corr >= 0.9, (
-        f"recorded audio correlates {corr:.3f} with the source (lag {lag} samples); per 0.5 s window "
-        f"(start s, best lag, correlation): {slips(audio, speech.reference, lag)}"
-    )
+    # it is the speech that was played, resampled to 16 kHz mono, but for the fake capture's own
+    # 10 ms slips (a starved Chromium audio thread skips or repeats a buffer: check_capture)
+    assert not capture.problems, f"recorded audio correlates {corr:.3f} with the source (lag {lag} samples)\n{capture}"
     # the UI moved: meter and clock
     assert len({round(m, 1) for m in run["meter"]}) >= 3 and max(run["meter"]) > 30, run["meter"]
     assert seconds(run["clocks"][0]) <= 1 and seconds(run["clocks"][-1]) >= 4, run["clocks"]

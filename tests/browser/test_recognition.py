@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 import pytest
-from browser_harness import ARTIFACTS, align, check_time_labels, make_utterances, wait_for
+from browser_harness import ARTIFACTS, align, check_capture, check_time_labels, make_utterances, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -126,6 +126,7 @@ def test_recognize_two_sentences(lab, sentences_browser, notebook, utterances, m
     kernel.exec(f"import numpy as np\nnp.save({str(path)!r}, w.audio)")
     audio = np.load(path)
     lag, corr = align(audio, utterances.reference)
+    capture = check_capture(audio, utterances.reference, lag)
     spoken = [(a + lag / RATE, b + lag / RATE) for a, b in utterances.intervals_s]
 
     # Figures for the report.
@@ -142,6 +143,7 @@ def test_recognize_two_sentences(lab, sentences_browser, notebook, utterances, m
         "spoken_s": [(round(a, 2), round(b, 2)) for a, b in spoken],
         "lag_s": round(lag / RATE, 3),
         "correlation": round(corr, 3),
+        "capture_slips": capture.slips,
         "audio_s": round(len(audio) / RATE, 2),
         "partial_events": len(partial_events),
         "nonempty_partial_events": len(nonempty_events),
@@ -161,9 +163,11 @@ def test_recognize_two_sentences(lab, sentences_browser, notebook, utterances, m
     print("\n" + json.dumps(figures, indent=2, ensure_ascii=False))
     print("partial events (audio s, text):", [(s, t[:30]) for s, t in partial_events])
     print("polls (s, kernel, page):", [(s, k[:20], p[:20]) for s, k, p in samples])
+    print(f"audio against the file, per 0.5 s window:\n{capture.table()}")
 
-    # The kernel heard the file (sanity for the timing figures below).
-    assert corr >= 0.9, f"recorded audio correlates {corr:.3f} with the file (lag {lag} samples)"
+    # The kernel heard the file (sanity for the timing figures below), but for the fake capture's
+    # own 10 ms slips (a starved Chromium audio thread skips or repeats a buffer: check_capture).
+    assert not capture.problems, f"recorded audio correlates {corr:.3f} with the file (lag {lag} samples)\n{capture}"
     # One segment per sentence, in order, each with text.
     assert len(segments) >= 2, segments
     for seg in segments:
