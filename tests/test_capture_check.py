@@ -58,6 +58,16 @@ def test_a_gain_change_passes(take, reference):
     assert check(0.3 * take, reference).problems == []
 
 
+@pytest.mark.parametrize("samples", [0.3, 0.5])
+def test_a_fractional_sample_delay_passes(reference, samples):
+    """The browser's resampling chain and the reference's put the audio a fraction of a sample
+    apart (CI: the pauses' noise correlated 0.85 at one whole lag while speech gave 0.99)."""
+    spectrum, freqs = np.fft.rfft(reference), np.fft.rfftfreq(len(reference))
+    delayed = np.fft.irfft(spectrum * np.exp(-2j * np.pi * freqs * samples), len(reference))
+    result = check(delayed[OFFSET : OFFSET + TAKE].astype(np.float32), reference)
+    assert result.problems == [] and min(w.corr for w in result.windows) > 0.98, result
+
+
 @pytest.mark.parametrize(
     "slipped, change",
     [
@@ -90,7 +100,7 @@ def test_five_slips_fail(take, reference):
     for at_s in (5.2, 4.2, 3.2, 2.2, 1.2):
         recorded = repeat(recorded, at_s)
     result = check(recorded, reference)
-    assert len(result.problems) == 1 and result.problems[0].startswith("5 lag changes (at [1.2, 2.21, "), result
+    assert len(result.problems) == 1 and result.problems[0].startswith("5 lag changes (at [1.2, 2.2"), result
     assert result.problems[0].endswith("more than 3")
 
 
@@ -114,14 +124,15 @@ def test_missing_audio_fails(take, reference):
     recorded = take.copy()
     recorded[3 * RATE : 4 * RATE] = 0.0
     result = check(recorded, reference)
-    assert len(result.problems) == 2 and all("correlates 0.000" in p for p in result.problems), result
+    judged = [p.split(" correlates ")[0] for p in result.problems]
+    assert judged == ["the window at 3.00 s", "the window at 3.50 s"], result
 
 
-def test_the_digital_silence_that_starts_a_take_is_not_judged(take, reference):
-    recorded = repeat(take, 0.4)
+def test_the_digital_silence_that_starts_a_take_is_not_judged(reference):
+    recorded = repeat(reference[18000 : 18000 + TAKE].copy(), 0.3)  # speech from the first window on
     recorded[:500] = 0.0  # the capture starting: in the browser, 300 to 500 samples
     result = check(recorded, reference)
-    assert result.problems == [] and result.slips == [(0.4, 160)], result
+    assert result.problems == [] and result.slips == [(0.3, 160)], result
     assert result.windows[0].start == 500
 
 
