@@ -24,6 +24,11 @@ def vad(request, models_at):
     return request.param
 
 
+def fingerprint(samples: np.ndarray) -> tuple[int, float]:
+    """What tells one decode's input from another's: its length and sum."""
+    return len(samples), round(float(np.sum(samples, dtype=np.float64)), 6)
+
+
 @pytest.fixture
 def decodes(models_at, monkeypatch):
     """Every decode the real SenseVoice engine runs: (samples, sum) of its input."""
@@ -33,7 +38,7 @@ def decodes(models_at, monkeypatch):
     real, seen = engine_class.transcribe, []
 
     def counted(self, samples):
-        seen.append((len(samples), round(float(np.sum(samples, dtype=np.float64)), 6)))
+        seen.append(fingerprint(samples))
         return real(self, samples)
 
     monkeypatch.setattr(engine_class, "transcribe", counted)
@@ -49,7 +54,7 @@ def flushes(monkeypatch):
 
     def counted(self, stream, chunk, final):
         if final:
-            seen.append((len(chunk), round(float(np.sum(chunk, dtype=np.float64)), 6)))
+            seen.append(fingerprint(chunk))
         return real(self, stream, chunk, final)
 
     monkeypatch.setattr(StreamingEngine, "_step", counted)

@@ -183,13 +183,16 @@ def align(recorded: np.ndarray, reference: np.ndarray) -> tuple[int, float]:
     ref = reference.astype(np.float64)
     xc = correlate(rec, ref, mode="full", method="fft")
     lag = int(np.argmax(xc)) - (len(ref) - 1)
-    r0, f0 = max(lag, 0), max(-lag, 0)
-    n = min(len(rec) - r0, len(ref) - f0)
-    if n <= 0:
-        return lag, 0.0
-    a, b = rec[r0 : r0 + n], ref[f0 : f0 + n]
+    a, b = _overlap(rec, ref, lag)
     denom = np.sqrt(np.dot(a, a) * np.dot(b, b))
     return lag, float(np.dot(a, b) / denom) if denom > 0 else 0.0
+
+
+def _overlap(rec: np.ndarray, ref: np.ndarray, lag: int) -> tuple[np.ndarray, np.ndarray]:
+    """The parts of `rec` and `ref` that meet at `lag` (recorded[i] ~ reference[i - lag])."""
+    r0, f0 = max(lag, 0), max(-lag, 0)
+    n = max(min(len(rec) - r0, len(ref) - f0), 0)
+    return rec[r0 : r0 + n], ref[f0 : f0 + n]
 
 
 # The fake microphone's capture thread works in 10 ms buffers. Starved of CPU, it can skip or
@@ -246,16 +249,10 @@ class CaptureCheck:
         return "\n".join([*self.problems, "per 0.5 s window:", self.table()])
 
 
-def _dot_at(rec: np.ndarray, ref: np.ndarray, lag: int) -> float:
-    r0, f0 = max(lag, 0), max(-lag, 0)
-    n = max(min(len(rec) - r0, len(ref) - f0), 0)
-    return float(np.dot(rec[r0 : r0 + n], ref[f0 : f0 + n]))
-
-
 def _fraction(rec: np.ndarray, ref: np.ndarray, lag: int) -> float:
     """The part of a sample by which `rec` lags `ref` beyond the whole `lag` (a parabola through
     the cross-correlation at lag - 1, lag, lag + 1), within half a sample."""
-    before, at, after = (_dot_at(rec, ref, lag + k) for k in (-1, 0, 1))
+    before, at, after = (float(np.dot(*_overlap(rec, ref, lag + k))) for k in (-1, 0, 1))
     curve = before - 2 * at + after
     return float(np.clip(0.5 * (before - after) / curve, -0.5, 0.5)) if curve < 0 else 0.0
 
